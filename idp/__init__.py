@@ -1,0 +1,148 @@
+"""Identity provider application factory (anchor: flask ``examples/tutorial/flaskr/__init__.py``)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from idp.clock import Clock, FileClock, SystemClock
+from idp.settings import Settings, load_settings
+
+__all__ = ["create_app"]
+
+# Objects (not settings) that tests may inject through test_config.
+_INJECTABLE = ("clock", "redis", "rfi", "sms")
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Create and configure the identity provider.
+
+    ``test_config`` may hold setting overrides (lower-case field names of :class:`Settings`),
+    Flask config keys (upper case, e.g. ``TESTING``) and injected objects: ``clock``, ``redis``,
+    ``rfi`` (an RFI adapter) and ``sms`` (an SMS gateway).
+    """
+    test_config = dict(test_config or {})
+    injected = {name: test_config.pop(name) for name in _INJECTABLE if name in test_config}
+    flask_config = {k: test_config.pop(k) for k in list(test_config) if k.isupper()}
+    settings = load_settings(test_config)
+
+    from idp.observability import configure_logging, init_request_logging
+
+    configure_logging(settings.log_level)
+    app = Flask(__name__, instance_path=os.path.abspath("instance"), instance_relative_config=True)
+    _configure_flask(app, settings)
+    app.config.update(flask_config)
+    app.extensions["idp.settings"] = settings
+    app.extensions["idp.clock"] = injected.get("clock") or _default_clock(settings)
+    _init_storage(app, settings, injected.get("redis"))
+    _init_extensions(app, settings)
+    init_request_logging(app)
+    _register_areas(app, injected)
+    return app
+
+
+def _default_clock(settings: Settings) -> Clock:
+    clock_file = os.environ.get("IDP_CLOCK_FILE", "")
+    if clock_file and not settings.is_production:
+        return FileClock(clock_file)
+    return SystemClock()
+
+
+def _configure_flask(app: Flask, s: Settings) -> None:
+    app.config.update(
+        SECRET_KEY=s.secret_key,
+        SQLALCHEMY_DATABASE_URI=s.database_url,
+        SQLALCHEMY_ENGINE_OPTIONS=_engine_options(s.database_url),
+        MAIL_SERVER=s.smtp_host,
+        MAIL_PORT=s.smtp_port,
+        MAIL_USE_TLS=s.smtp_use_tls,
+        MAIL_USERNAME=s.smtp_username or None,
+        MAIL_PASSWORD=s.smtp_password or None,
+        MAIL_DEFAULT_SENDER=s.mail_sender,
+        MAIL_TIMEOUT=s.smtp_timeout,
+        MAX_CONTENT_LENGTH=64 * 1024,
+        MAX_FORM_MEMORY_SIZE=64 * 1024,
+        MAX_FORM_PARTS=200,
+        SESSION_COOKIE_NAME="__Host-idp_csrf" if s.secure_cookies else "idp_csrf",
+        SESSION_COOKIE_SECURE=s.secure_cookies,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        WTF_CSRF_TIME_LIMIT=None,
+        WTF_CSRF_SSL_STRICT=False,
+        PREFERRED_URL_SCHEME="https" if s.secure_cookies else "http",
+        JSON_AS_ASCII=False,
+    )
+
+
+def _engine_options(url: str) -> dict[str, Any]:
+    if url.startswith("sqlite"):
+        return {"connect_args": {"timeout": 15}}
+    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 10, "pool_timeout": 5,
+            "connect_args": {"connect_timeout": 3}}
+
+
+def _init_storage(app: Flask, settings: Settings, redis_client: Any) -> None:
+    from idp.extensions import db, migrate
+    from idp.redis_store import make_redis
+
+    if settings.database_url.startswith("sqlite:///") and not settings.database_url.startswith("sqlite:////"):
+        os.makedirs(app.instance_path, exist_ok=True)
+    db.init_app(app)
+    migrate.init_app(app, db, directory=os.path.join(os.path.dirname(__file__), "migrations"),
+                     render_as_batch=True, compare_type=True)
+    app.extensions["idp.redis"] = redis_client if redis_client is not None else make_redis(settings.redis_url)
+    if settings.database_url.startswith("sqlite"):
+        with app.app_context():
+            _sqlite_pragmas(db.engine)
+
+
+def _sqlite_pragmas(engine: Any) -> None:
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=15000")
+        cursor.close()
+
+
+def _init_extensions(app: Flask, settings: Settings) -> None:
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    from idp.errors import register_error_handlers
+    from idp.extensions import csrf, mail
+    from idp.security_headers import init_security_headers
+
+    mail.init_app(app)
+    csrf.init_app(app)
+    register_error_handlers(app)
+    init_security_headers(app, settings)
+    if settings.proxy_hops:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops,  # type: ignore[method-assign]
+                                x_proto=settings.proxy_hops, x_host=settings.proxy_hops)
+
+
+def _register_areas(app: Flask, injected: dict[str, Any]) -> None:
+    """Each area attaches its blueprints and services; order matters only for the dev tools."""
+    from idp import accounts, home, login, mfa, notify, oidc, rfi_adapter, webauthn
+
+    # Import every model module so that metadata (and migrations) see all tables.
+    import idp.audit  # noqa: F401
+
+    rfi_adapter.init_app(app, injected.get("rfi"))
+    notify.init_app(app, injected.get("sms"))
+    accounts.init_app(app)
+    mfa.init_app(app)
+    webauthn.init_app(app)
+    oidc.init_app(app)
+    login.init_app(app)
+    home.init_app(app)
+    if not app.extensions["idp.settings"].is_production:
+        from idp import dev
+
+        dev.init_app(app)

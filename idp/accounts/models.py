@@ -1,0 +1,68 @@
+"""Durable account records.
+
+The NIR is never stored in clear: ``nir_hmac`` (keyed HMAC) serves look-ups and ``nir_enc``
+(AES-GCM) lets an operator display it. The account's public id is a random UUID; it is the only
+identifier that appears in logs, audit events and (through pairwise derivation) in tokens.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from idp.extensions import Base
+
+
+def new_id() -> str:
+    """A random UUID4 string (public, opaque account id)."""
+    return str(uuid.uuid4())
+
+
+class Account(Base):
+    """One person's account (one per RFI identity)."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    nir_hmac: Mapped[str] = mapped_column(String(64), unique=True)
+    nir_enc: Mapped[str] = mapped_column(Text)
+    email: Mapped[str | None] = mapped_column(String(254))
+    email_validated: Mapped[bool] = mapped_column(Boolean, default=False)
+    phone: Mapped[str | None] = mapped_column(String(20))
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | disabled
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    password_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    login_count: Mapped[int] = mapped_column(Integer, default=0)
+    biometric_offer_optout: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    @property
+    def is_active(self) -> bool:
+        """Only active accounts can sign in."""
+        return self.status == "active"
+
+
+class TermsVersion(Base):
+    """A published version of the terms of use (``idp terms publish``)."""
+
+    __tablename__ = "terms_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    version: Mapped[str] = mapped_column(String(32), unique=True)
+    title: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    published_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class TermsAcceptance(Base):
+    """An account accepted a terms version."""
+
+    __tablename__ = "terms_acceptances"
+
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    terms_id: Mapped[int] = mapped_column(ForeignKey("terms_versions.id", ondelete="CASCADE"), primary_key=True)
+    accepted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

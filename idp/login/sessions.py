@@ -1,0 +1,112 @@
+"""Browser sessions (single sign-on) kept in Redis.
+
+A session is created when a login interaction finishes (always with a new id: no fixation), is
+referenced by the ``idp_session`` cookie (``__Host-`` prefixed outside development), and ends on
+idle timeout, absolute timeout, logout, password change or advisor reset. Decisions use the app
+clock; the Redis TTL only cleans up.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+from idp.clock import timestamp
+from idp.crypto import new_token
+from idp.extensions import clock, redis_client, rkey, settings
+
+
+def cookie_name() -> str:
+    """``__Host-idp_session`` when cookies are Secure, else ``idp_session``."""
+    return "__Host-idp_session" if settings().secure_cookies else "idp_session"
+
+
+@dataclass(kw_only=True)
+class BrowserSession:
+    """An authenticated browser."""
+
+    id: str
+    account_id: str
+    auth_time: int
+    amr: list[str]
+    acr: str
+    created_at: int
+    last_seen: int
+    clients: list[str] = field(default_factory=list)  # client_ids that got tokens (for logout)
+
+    def to_json(self) -> str:
+        """Serialised form stored in Redis."""
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+
+class SessionStore:
+    """Create, read (with idle/absolute timeouts), touch and end browser sessions."""
+
+    @staticmethod
+    def _key(session_id: str) -> str:
+        return rkey("session", session_id)
+
+    @staticmethod
+    def _index(account_id: str) -> str:
+        return rkey("sessions-of", account_id)
+
+    def create(self, *, account_id: str, auth_time: int, amr: list[str], acr: str) -> BrowserSession:
+        """A new session with a fresh random id."""
+        now = timestamp(clock().now())
+        session = BrowserSession(id=new_token(32), account_id=account_id, auth_time=auth_time, amr=list(amr),
+                                 acr=acr, created_at=now, last_seen=now)
+        self._write(session)
+        redis_client().sadd(self._index(account_id), session.id)
+        redis_client().expire(self._index(account_id), settings().session_absolute_timeout + 3600)
+        return session
+
+    def get(self, session_id: str | None, *, touch: bool = True) -> BrowserSession | None:
+        """The live session, or None (unknown, malformed, idle or past its absolute life)."""
+        if not session_id or len(session_id) > 64:
+            return None
+        raw = redis_client().get(self._key(session_id))
+        if raw is None:
+            return None
+        try:
+            session = BrowserSession(**json.loads(raw))
+        except (ValueError, TypeError):
+            return None
+        now = timestamp(clock().now())
+        s = settings()
+        if now - session.last_seen >= s.session_idle_timeout or now - session.created_at >= s.session_absolute_timeout:
+            self.end(session)
+            return None
+        if touch:
+            session.last_seen = now
+            self._write(session)
+        return session
+
+    def add_client(self, session: BrowserSession, client_id: str) -> None:
+        """Remember that ``client_id`` received tokens in this session (back-channel logout)."""
+        if client_id not in session.clients:
+            session.clients.append(client_id)
+            self._write(session)
+
+    def end(self, session: BrowserSession) -> None:
+        """End one session."""
+        redis_client().delete(self._key(session.id))
+        redis_client().srem(self._index(session.account_id), session.id)
+
+    def end_all(self, account_id: str, *, except_id: str | None = None) -> int:
+        """End every session of an account (password change, reset); returns how many ended."""
+        ids = [i.decode() if isinstance(i, bytes) else i for i in redis_client().smembers(self._index(account_id))]
+        ended = 0
+        for session_id in ids:
+            if session_id == except_id:
+                continue
+            ended += int(redis_client().delete(self._key(session_id)))
+            redis_client().srem(self._index(account_id), session_id)
+        return ended
+
+    def _write(self, session: BrowserSession) -> None:
+        s = settings()
+        ttl = min(s.session_idle_timeout, s.session_absolute_timeout) + 60
+        redis_client().set(self._key(session.id), session.to_json(), ex=ttl)
+
+
+sessions = SessionStore()

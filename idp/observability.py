@@ -1,0 +1,118 @@
+"""JSON logs with a request id, and a redaction filter.
+
+Logs never carry a NIR, a password, a security code or a secret: call sites only log opaque ids,
+and :class:`RedactingFilter` is a second line of defence that masks anything shaped like a NIR
+(13 or 15 digits, Corsican 2A/2B included) or a 6-digit code field before a record is written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+import sys
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from flask import Flask, Response
+
+_NIR_SHAPE = re.compile(r"(?<![0-9A-Za-z])[12378][ .]?\d{2}[ .]?\d{2}[ .]?(?:\d{2}|2[AaBb])(?:[ .]?\d{3}){2}(?:[ .]?\d{2})?"
+                        r"(?![0-9])")
+_SECRET_KEYS = re.compile(r"pass|secret|code|nir|token|otp|key|cookie|authorization", re.I)
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+_STD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "request_id"}
+
+
+def redact(text: str) -> str:
+    """Mask NIR-shaped substrings."""
+    return _NIR_SHAPE.sub("[NIR]", text)
+
+
+class RedactingFilter(logging.Filter):
+    """Masks NIR shapes in messages and drops extra fields whose name suggests a secret."""
+
+    ALLOWED_SECRETISH = frozenset({"error", "status_code", "key_id", "kid", "client_id", "code_sent"})
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the record in place; never drops it."""
+        if record.args:
+            record.msg = record.getMessage()
+            record.args = None
+        record.msg = redact(str(record.msg))
+        for name, value in list(vars(record).items()):
+            if name in _STD_ATTRS or name in self.ALLOWED_SECRETISH:
+                continue
+            if _SECRET_KEYS.search(name):
+                setattr(record, name, "[REDACTED]")
+            elif isinstance(value, str):
+                setattr(record, name, redact(value))
+        return True
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds the current request id (or '-') to every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Attach ``request_id``."""
+        from flask import g, has_request_context
+
+        record.request_id = getattr(g, "request_id", "-") if has_request_context() else "-"
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, request_id and extra fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Serialise the record."""
+        payload: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+            "request_id": getattr(record, "request_id", "-"),
+        }
+        for name, value in vars(record).items():
+            if name not in _STD_ATTRS and not name.startswith("_"):
+                payload[name] = value if isinstance(value, int | float | bool | None) else str(value)
+        if record.exc_info:
+            payload["exc"] = redact(self.formatException(record.exc_info))
+        return json.dumps(payload, ensure_ascii=False)
+
+
+def configure_logging(level: str) -> None:
+    """Install the JSON handler on the root logger once (idempotent across create_app calls)."""
+    root = logging.getLogger()
+    if not any(getattr(h, "_idp", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter())
+        handler.addFilter(RequestIdFilter())
+        handler.addFilter(RedactingFilter())
+        handler._idp = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(level.upper())
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+
+def init_request_logging(app: Flask) -> None:
+    """Give every request an id (from a well-formed X-Request-Id or a new one) and log its outcome."""
+    from flask import g, request
+
+    access = logging.getLogger("idp.access")
+
+    @app.before_request
+    def _start() -> None:
+        incoming = request.headers.get("X-Request-Id", "")
+        g.request_id = incoming if _REQUEST_ID.match(incoming) else secrets.token_hex(8)
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        response.headers["X-Request-Id"] = getattr(g, "request_id", "-")
+        elapsed = (time.perf_counter() - getattr(g, "started", time.perf_counter())) * 1000
+        access.info("request", extra={"method": request.method, "path": request.path,
+                                      "status_code": response.status_code, "ms": round(elapsed, 1)})
+        return response

@@ -1,0 +1,29 @@
+"""The Redis connection: a real server from a ``redis://`` URL, or an in-process fakeredis (with Lua)
+for ``memory://`` so that ``make run`` and unit tests need no server."""
+
+from __future__ import annotations
+
+import redis
+
+
+def make_redis(url: str) -> redis.Redis:
+    """Open a client for ``url``; short timeouts so that a stalled Redis fails closed quickly."""
+    if url.startswith("memory://"):
+        import fakeredis
+
+        return fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    return redis.Redis.from_url(
+        url,
+        socket_connect_timeout=1.0,
+        socket_timeout=2.0,
+        health_check_interval=15,
+        retry_on_timeout=False,
+    )
+
+
+def ping(client: redis.Redis) -> bool:
+    """True when Redis answers."""
+    try:
+        return bool(client.ping())
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+        return False

@@ -1,0 +1,281 @@
+"""One typed settings object for the whole identity provider.
+
+Every setting lives here with its default, its unit and the reason for it. Values are read, in
+order of precedence (last wins):
+
+1. the defaults below;
+2. an optional TOML file named by ``IDP_CONFIG`` (top-level keys are the field names);
+3. ``IDP_<FIELD NAME IN UPPER CASE>`` environment variables;
+4. ``create_app(test_config=...)`` overrides (tests only).
+
+The result is validated once at start-up (:func:`load_settings`). Outside development the
+insecure defaults that make ``make run`` work on a fresh machine are refused, each with a message
+naming the setting (anchor: node-oidc-provider ``lib/helpers/defaults.js``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from idp.errors import SettingsError
+
+DEV_SECRET_KEY = "development-only-secret-key-do-not-use-in-production"
+MONTH = 30 * 24 * 3600
+
+
+def _doc(text: str, *, default: Any) -> Any:
+    """Declare a field with its default and its documentation (shown by ``idp settings``)."""
+    return field(default=default, metadata={"doc": text})
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """All the settings; durations are in seconds unless the name says otherwise."""
+
+    # --- deployment -------------------------------------------------------------------------
+    env: Literal["development", "production"] = _doc(
+        "development enables the demo helpers (mailbox page, demo RP); production refuses insecure values.",
+        default="development",
+    )
+    issuer: str = _doc("Public https URL of the provider; `iss` of every token.", default="http://127.0.0.1:5000")
+    secret_key: str = _doc(
+        "At least 32 random characters; signs sessions and CSRF tokens and derives the data keys.",
+        default=DEV_SECRET_KEY,
+    )
+    data_key: str = _doc(
+        "Optional separate key (32+ chars) for NIR look-up HMAC and field encryption; derived from secret_key "
+        "when empty. Changing it makes stored NIRs unreadable: rotate with a migration, not by hand.",
+        default="",
+    )
+    database_url: str = _doc("SQLAlchemy URL; SQLite file instance/idp.sqlite3 by default, PostgreSQL in production.",
+                             default="sqlite:///idp.sqlite3")
+    redis_url: str = _doc("redis:// URL; memory:// is an in-process fakeredis for development and unit tests.",
+                          default="memory://")
+    redis_prefix: str = _doc("Prefix of every Redis key (lets several deployments or test runs share a server).",
+                             default="idp:")
+    log_level: str = _doc("Python logging level name.", default="INFO")
+    proxy_hops: int = _doc("Number of trusted reverse proxies in front (X-Forwarded-For/Proto hops).", default=0)
+
+    # --- mail and SMS -----------------------------------------------------------------------
+    smtp_host: str = _doc("SMTP relay host.", default="127.0.0.1")
+    smtp_port: int = _doc("SMTP relay port.", default=8025)
+    smtp_use_tls: bool = _doc("STARTTLS to the relay.", default=False)
+    smtp_username: str = _doc("SMTP login (empty: none).", default="")
+    smtp_password: str = _doc("SMTP password.", default="")
+    smtp_timeout: float = _doc("Seconds before an SMTP connection or command is given up.", default=10.0)
+    mail_sender: str = _doc("From: address of every e-mail.", default="Mon compte ameli <ne-pas-repondre@ameli.local>")
+    sms_backend: Literal["dev", "http"] = _doc("dev shows SMS in the development mailbox; http posts to sms_url.",
+                                               default="dev")
+    sms_url: str = _doc("HTTP SMS gateway endpoint (sms_backend=http).", default="")
+
+    # --- identity registry (RFI) ------------------------------------------------------------
+    rfi_backend: Literal["sql", "http"] = _doc("sql: embedded registry table; http: REST registry at rfi_url.",
+                                               default="sql")
+    rfi_url: str = _doc("Base URL of the REST registry (GET {rfi_url}/individus/{nir}).", default="")
+    rfi_connect_timeout: float = _doc("Seconds to connect to the registry.", default=2.0)
+    rfi_read_timeout: float = _doc("Seconds to wait for the registry's answer.", default=3.0)
+    rfi_retries: int = _doc("Retries after the first attempt on timeouts and 5xx.", default=2)
+    rfi_backoff: float = _doc("Base of the exponential backoff between retries (seconds).", default=0.1)
+    rfi_breaker_threshold: int = _doc("Consecutive failures that open the circuit breaker.", default=5)
+    rfi_breaker_reset: int = _doc("Seconds the breaker stays open before one trial request.", default=30)
+
+    # --- seed rules -------------------------------------------------------------------------
+    email_code_ttl: int = _doc("Validity of an e-mailed security code (seed: 15 minutes).", default=15 * 60)
+    email_code_quota: int = _doc("Codes per sliding window per account (seed: 5).", default=5)
+    email_code_quota_window: int = _doc("Sliding window of the code quota (seed: 1 hour).", default=3600)
+    email_code_quota_block: int = _doc("Code requests blocked this long after the quota is passed (seed: 1 h).",
+                                       default=3600)
+    max_failed_attempts: int = _doc("Wrong passwords, or wrong codes, that lock the account (seed: 3).", default=3)
+    lockout_duration: int = _doc("How long a lock lasts (seed: 15 minutes).", default=15 * 60)
+    trusted_browser_ttl: int = _doc("Life of a trusted browser (seed: 6 months).", default=6 * MONTH)
+    biometric_ttl: int = _doc("Life of a WebAuthn platform credential (seed: 6 months).", default=6 * MONTH)
+    address_failure_limit: int = _doc(
+        "Failed logins from one client address per window before that address is slowed down with a "
+        "French 'trop de tentatives' page (protects accounts from cheap lock-out by one attacker).",
+        default=30,
+    )
+    address_failure_window: int = _doc("Window of address_failure_limit.", default=15 * 60)
+
+    # --- sessions and interactions ----------------------------------------------------------
+    interaction_ttl: int = _doc("Time to finish a login interaction.", default=30 * 60)
+    session_idle_timeout: int = _doc("Browser session ends after this long without use.", default=30 * 60)
+    session_absolute_timeout: int = _doc("Browser session ends this long after login, whatever happens.",
+                                         default=12 * 3600)
+    remember_nir_ttl: int = _doc("Life of the 'Mémoriser mon numéro' cookie.", default=13 * MONTH)
+
+    # --- accounts ---------------------------------------------------------------------------
+    password_min_length: int = _doc("Minimum password length (NIST SP 800-63B: 8 with MFA).", default=8)
+    password_max_length: int = _doc("Maximum accepted length (no truncation below it).", default=256)
+    argon2_time_cost: int = _doc("argon2id iterations.", default=2)
+    argon2_memory_cost: int = _doc("argon2id memory in KiB (OWASP: 19 MiB minimum).", default=19 * 1024)
+    argon2_parallelism: int = _doc("argon2id lanes.", default=1)
+    password_reset_ttl: int = _doc("Validity of an e-mailed password-reset link (seed: 30 minutes).", default=1800)
+    provisional_code_ttl: int = _doc("Validity of an SMS provisional code for re-creation.", default=1800)
+    account_creation_attempts: int = _doc("Identity checks per window per address during account creation.",
+                                          default=5)
+    account_creation_window: int = _doc("Window of account_creation_attempts.", default=3600)
+
+    # --- OpenID Connect ---------------------------------------------------------------------
+    authorization_code_ttl: int = _doc("Authorization code life.", default=60)
+    access_token_ttl: int = _doc("Access token life.", default=600)
+    id_token_ttl: int = _doc("ID token life.", default=600)
+    refresh_token_ttl: int = _doc("Absolute life of a refresh-token family.", default=30 * 24 * 3600)
+    federation_code_ttl: int = _doc("Authorization code life for FranceConnect-style clients.", default=30)
+    federation_access_token_ttl: int = _doc("Access token life for FranceConnect-style clients.", default=60)
+    signing_alg: Literal["RS256", "ES256"] = _doc("Default ID token signing algorithm.", default="RS256")
+    key_retire_after: int = _doc("A retired key stays published this long (covers what it signed).",
+                                 default=2 * 24 * 3600)
+    acr_password: str = _doc("acr of a password-only login.", default="eidas1")
+    acr_mfa: str = _doc("acr of a two-factor login (password + code, or platform credential).", default="eidas2")
+    backchannel_logout_timeout: float = _doc("Seconds per back-channel logout delivery.", default=3.0)
+
+    # --- WebAuthn ---------------------------------------------------------------------------
+    webauthn_rp_id: str = _doc("WebAuthn RP ID (registrable domain of the issuer); derived when empty.", default="")
+    webauthn_rp_name: str = _doc("Name shown by the authenticator.", default="Mon compte ameli")
+    webauthn_require_attestation: bool = _doc("Refuse 'none' attestation.", default=False)
+    webauthn_challenge_ttl: int = _doc("Life of a WebAuthn challenge.", default=300)
+
+    # ----------------------------------------------------------------------------------------
+    @property
+    def is_production(self) -> bool:
+        """True outside development."""
+        return self.env == "production"
+
+    @property
+    def secure_cookies(self) -> bool:
+        """__Host- cookies with Secure, and HSTS, whenever the issuer is https."""
+        return self.issuer.startswith("https://")
+
+    @property
+    def rp_id(self) -> str:
+        """The WebAuthn RP ID: the setting, or the issuer's host."""
+        return self.webauthn_rp_id or (urlsplit(self.issuer).hostname or "localhost")
+
+    @property
+    def origin(self) -> str:
+        """scheme://host[:port] of the issuer (WebAuthn expected origin)."""
+        parts = urlsplit(self.issuer)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    def doc(self) -> dict[str, str]:
+        """Field name -> documentation, for ``idp settings``."""
+        return {f.name: f.metadata.get("doc", "") for f in dataclasses.fields(self)}
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+_HINTS = typing.get_type_hints(Settings)
+
+
+def _convert(name: str, raw: Any, source: str) -> Any:
+    """Turn a raw TOML or environment value into the field's type, or raise a SettingsError naming it."""
+    hint = _HINTS[name]
+    origin = typing.get_origin(hint)
+    label = f"{source}{name.upper() if source == 'IDP_' else name}"
+    if origin is Literal:
+        allowed = typing.get_args(hint)
+        if raw not in allowed:
+            raise SettingsError(label, f"must be one of {', '.join(map(str, allowed))}, got {raw!r}")
+        return raw
+    try:
+        if hint is bool:
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in {"1", "true", "yes", "on"}:
+                return True
+            if text in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(raw)
+        if hint is int:
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                raise ValueError(raw)
+            return int(str(raw).strip())
+        if hint is float:
+            return float(str(raw).strip())
+        if hint is str:
+            if not isinstance(raw, str | int | float) or isinstance(raw, bool):
+                raise ValueError(raw)
+            return str(raw)
+    except (TypeError, ValueError):
+        kind = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}[hint]
+        raise SettingsError(label, f"expected {kind}, got {raw!r}") from None
+    raise SettingsError(label, f"unsupported type {hint!r}")  # pragma: no cover - programming error
+
+
+def _from_toml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise SettingsError("IDP_CONFIG", f"file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError("IDP_CONFIG", f"{path} is not valid TOML: {exc}") from None
+    unknown = sorted(set(data) - set(FIELDS))
+    if unknown:
+        raise SettingsError("IDP_CONFIG", f"unknown setting(s) in {path}: {', '.join(unknown)}")
+    return {k: _convert(k, v, "") for k, v in data.items()}
+
+
+def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
+    values = {}
+    for name in FIELDS:
+        key = f"IDP_{name.upper()}"
+        if key in environ:
+            values[name] = _convert(name, environ[key], "IDP_")
+    return values
+
+
+def load_settings(overrides: Mapping[str, Any] | None = None,
+                  environ: Mapping[str, str] | None = None) -> Settings:
+    """Build and validate the settings from defaults, ``IDP_CONFIG``, ``IDP_*`` and overrides."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    if environ.get("IDP_CONFIG"):
+        values.update(_from_toml(environ["IDP_CONFIG"]))
+    values.update(_from_environ(environ))
+    for key, raw in (overrides or {}).items():
+        if key not in FIELDS:
+            raise SettingsError(key, "unknown setting")
+        values[key] = _convert(key, raw, "")
+    settings = Settings(**values)
+    validate(settings)
+    return settings
+
+
+def validate(s: Settings) -> None:
+    """Refuse inconsistent values always, and insecure ones in production."""
+    positive = [name for name, hint in _HINTS.items()
+                if hint in (int, float) and name != "proxy_hops" and getattr(s, name) <= 0]
+    if positive:
+        raise SettingsError(f"IDP_{positive[0].upper()}", "must be greater than zero")
+    if not urlsplit(s.issuer).scheme or not urlsplit(s.issuer).netloc or s.issuer.endswith("/"):
+        raise SettingsError("IDP_ISSUER", f"must be an absolute URL without a trailing slash, got {s.issuer!r}")
+    if s.rfi_backend == "http" and not s.rfi_url.startswith(("http://", "https://")):
+        raise SettingsError("IDP_RFI_URL", "is required with IDP_RFI_BACKEND=http")
+    if not s.redis_url.startswith(("memory://", "redis://", "rediss://", "unix://")):
+        raise SettingsError("IDP_REDIS_URL", f"must be memory://, redis:// or rediss://, got {s.redis_url!r}")
+    if s.is_production:
+        _validate_production(s)
+
+
+def _validate_production(s: Settings) -> None:
+    if len(s.secret_key) < 32 or s.secret_key == DEV_SECRET_KEY:
+        raise SettingsError("IDP_SECRET_KEY", "must be at least 32 random characters in production")
+    if s.data_key and len(s.data_key) < 32:
+        raise SettingsError("IDP_DATA_KEY", "must be at least 32 random characters in production")
+    if not s.issuer.startswith("https://"):
+        raise SettingsError("IDP_ISSUER", "must be an https:// URL in production")
+    if s.redis_url.startswith("memory://"):
+        raise SettingsError("IDP_REDIS_URL", "memory:// keeps state in one process; use a Redis server in production")
+    if s.database_url.startswith("sqlite"):
+        raise SettingsError("IDP_DATABASE_URL", "SQLite is for development; use PostgreSQL in production")
+    if s.sms_backend == "dev":
+        raise SettingsError("IDP_SMS_BACKEND", "the dev backend only shows SMS on a development page")
+

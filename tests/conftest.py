@@ -1,0 +1,294 @@
+"""Shared fixtures (anchor: flask ``examples/tutorial/tests/conftest.py``).
+
+- ``clock``: a FrozenClock the tests move instead of sleeping.
+- ``app`` / ``client``: the IdP on a SQLite file and an in-process fakeredis (fast unit tests).
+- ``pg_app``: the IdP on a real PostgreSQL database created for this run and dropped after it,
+  and a real Redis isolated by key prefix; ``any_app`` runs a test on both backends.
+- ``mailbox``: a real SMTP server (aiosmtpd) that receives the e-mails the app sends.
+- ``live_server`` and ``page``: the app served on a free port and a real headless Chromium.
+
+Real services come from ``IDP_TEST_POSTGRES_URL`` and ``IDP_TEST_REDIS_URL`` (defaults: the local
+servers). Without them the tests that need them are skipped, except when ``IDP_TEST_REQUIRE_SERVICES=1``
+(CI), where a missing service is an error.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import redis as redis_lib
+from sqlalchemy import create_engine, text
+
+from idp import create_app
+from idp.clock import FrozenClock
+from idp.dev.mailbox import parse_message
+from idp.extensions import db
+
+RUN_ID = uuid.uuid4().hex[:10]
+POSTGRES_ADMIN_URL = os.environ.get("IDP_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("IDP_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+REQUIRE_SERVICES = os.environ.get("IDP_TEST_REQUIRE_SERVICES") == "1"
+TEST_SECRET = "test-secret-key-0123456789abcdefghijklmnop"
+
+
+def _unavailable(what: str, exc: Exception) -> None:
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{what} is required (IDP_TEST_REQUIRE_SERVICES=1) but unreachable: {exc}")
+    pytest.skip(f"{what} unreachable: {exc}")
+
+
+# --- time ------------------------------------------------------------------------------------
+@pytest.fixture
+def clock() -> FrozenClock:
+    """A clock frozen at 2026-01-05 13:30 UTC (14h30 in Paris)."""
+    return FrozenClock()
+
+
+# --- SMTP ------------------------------------------------------------------------------------
+@dataclass
+class Mailbox:
+    """Messages received by the aiosmtpd test server."""
+
+    host: str
+    port: int
+    messages: list[dict[str, str]] = field(default_factory=list)
+    raw: list[bytes] = field(default_factory=list)
+
+    def last(self, to: str | None = None) -> dict[str, str]:
+        """The newest message (optionally for one recipient); fails when none arrived."""
+        found = [m for m in self.messages if to is None or to in m["to"]]
+        assert found, f"no e-mail received{' for ' + to if to else ''}"
+        return found[-1]
+
+    def code(self, to: str | None = None) -> str:
+        """The 6-digit code of the newest message."""
+        match = re.search(r"\b(\d{6})\b", self.last(to)["body"])
+        assert match, "no 6-digit code in the last e-mail"
+        return match.group(1)
+
+    def clear(self) -> None:
+        """Forget what was received."""
+        self.messages.clear()
+        self.raw.clear()
+
+
+def free_port() -> int:
+    """An unused TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def _smtp_server() -> Iterator[Mailbox]:
+    from aiosmtpd.controller import Controller
+
+    box = Mailbox("127.0.0.1", free_port())
+
+    class Handler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+            raw = envelope.original_content or envelope.content
+            box.raw.append(raw)
+            box.messages.append(parse_message(raw))
+            return "250 OK"
+
+    controller = Controller(Handler(), hostname=box.host, port=box.port)
+    controller.start()
+    yield box
+    controller.stop()
+
+
+@pytest.fixture
+def mailbox(_smtp_server: Mailbox) -> Mailbox:
+    """The real SMTP server, emptied for this test."""
+    _smtp_server.clear()
+    return _smtp_server
+
+
+# --- applications ----------------------------------------------------------------------------
+def base_config(clock: FrozenClock, mailbox: Mailbox | None, **overrides: Any) -> dict[str, Any]:
+    """Settings every test app shares."""
+    config: dict[str, Any] = {
+        "TESTING": True,
+        "clock": clock,
+        "secret_key": TEST_SECRET,
+        "issuer": "http://localhost",
+        "log_level": "INFO",
+        "argon2_time_cost": 1,
+        "argon2_memory_cost": 1024,
+        "smtp_host": mailbox.host if mailbox else "127.0.0.1",
+        "smtp_port": mailbox.port if mailbox else 9,
+        "smtp_timeout": 2.0,
+    }
+    config.update(overrides)
+    return config
+
+
+@pytest.fixture
+def app_config() -> dict[str, Any]:
+    """Per-test overrides; a test module can override this fixture."""
+    return {}
+
+
+@pytest.fixture
+def app(tmp_path: Any, clock: FrozenClock, mailbox: Mailbox, app_config: dict[str, Any]) -> Iterator[Any]:
+    """The IdP on a fresh SQLite file and an in-process fakeredis."""
+    config = base_config(clock, mailbox, database_url=f"sqlite:///{tmp_path}/idp.sqlite3",
+                         redis_url="memory://", **app_config)
+    application = create_app(config)
+    with application.app_context():
+        db.create_all()
+    yield application
+    with application.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app: Any) -> Any:
+    """A test client of ``app``."""
+    return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL database created for this test run and dropped after it."""
+    name = f"idp_test_{RUN_ID}"
+    try:
+        admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        _unavailable("PostgreSQL", exc)
+    url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> redis_lib.Redis:
+    """A client of the real Redis server (reachable, or the test is skipped/failed)."""
+    client = redis_lib.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis_lib.exceptions.RedisError as exc:
+        _unavailable("Redis", exc)
+    return client
+
+
+@pytest.fixture
+def redis_prefix(redis_server: redis_lib.Redis) -> Iterator[str]:
+    """A key prefix unique to this test; its keys are deleted afterwards."""
+    prefix = f"idptest:{RUN_ID}:{uuid.uuid4().hex[:8]}:"
+    yield prefix
+    for key in redis_server.scan_iter(f"{prefix}*", count=500):
+        redis_server.delete(key)
+
+
+def _truncate_all(application: Any) -> None:
+    with application.app_context():
+        tables = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
+        if tables:
+            db.session.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+            db.session.commit()
+        db.session.remove()
+
+
+_pg_schema_ready: set[str] = set()
+
+
+@pytest.fixture
+def pg_app(postgres_url: str, redis_prefix: str, clock: FrozenClock, mailbox: Mailbox,
+           app_config: dict[str, Any]) -> Iterator[Any]:
+    """The IdP on the run's PostgreSQL database and the real Redis (isolated prefix)."""
+    config = base_config(clock, mailbox, database_url=postgres_url, redis_url=REDIS_URL,
+                         redis_prefix=redis_prefix, **app_config)
+    application = create_app(config)
+    if postgres_url not in _pg_schema_ready:
+        with application.app_context():
+            db.create_all()
+        _pg_schema_ready.add(postgres_url)
+    yield application
+    _truncate_all(application)
+    with application.app_context():
+        db.engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_app(request: pytest.FixtureRequest) -> Any:
+    """The same test on SQLite + fakeredis and on PostgreSQL + Redis."""
+    return request.getfixturevalue("app" if request.param == "sqlite" else "pg_app")
+
+
+# --- forms -----------------------------------------------------------------------------------
+CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+
+
+def csrf_from(html: bytes | str) -> str:
+    """The CSRF token of the first form in a page."""
+    text_ = html.decode() if isinstance(html, bytes) else html
+    match = CSRF_RE.search(text_)
+    assert match, "no csrf_token in the page"
+    return match.group(1)
+
+
+# --- live server and browser -----------------------------------------------------------------
+@dataclass
+class LiveServer:
+    """An application served on 127.0.0.1 in a background thread."""
+
+    app: Any
+    url: str
+    server: Any
+
+    def stop(self) -> None:
+        """Shut the server down."""
+        self.server.shutdown()
+
+
+def serve_in_thread(application: Any) -> LiveServer:
+    """Serve ``application`` with werkzeug in a thread on a free port."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, application, threaded=True)
+    port = server.server_port
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return LiveServer(application, f"http://127.0.0.1:{port}", server)
+
+
+CHROMIUM = os.environ.get("IDP_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """One headless Chromium for the session (Debian's package, driven by Playwright)."""
+    if not os.path.exists(CHROMIUM):
+        _unavailable("Chromium", FileNotFoundError(CHROMIUM))
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        instance = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield instance
+        instance.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh browser context (own cookies) and page."""
+    context = browser.new_context(locale="fr-FR", timezone_id="Europe/Paris")
+    context.set_default_timeout(10_000)
+    pg = context.new_page()
+    yield pg
+    context.close()
