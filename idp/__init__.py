@@ -129,10 +129,9 @@ def _init_extensions(app: Flask, settings: Settings) -> None:
 
 def _register_areas(app: Flask, injected: dict[str, Any]) -> None:
     """Each area attaches its blueprints and services; order matters only for the dev tools."""
-    from idp import accounts, home, login, mfa, notify, oidc, rfi_adapter, webauthn
-
     # Import every model module so that metadata (and migrations) see all tables.
     import idp.audit  # noqa: F401
+    from idp import accounts, home, login, mfa, notify, oidc, rfi_adapter, webauthn
 
     rfi_adapter.init_app(app, injected.get("rfi"))
     notify.init_app(app, injected.get("sms"))

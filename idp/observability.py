@@ -95,6 +95,7 @@ def configure_logging(level: str) -> None:
         root.addHandler(handler)
     root.setLevel(level.upper())
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def init_request_logging(app: Flask) -> None:

@@ -58,7 +58,7 @@ class _SinkHandler:
     def __init__(self, mailbox: DevMailbox) -> None:
         self.mailbox = mailbox
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd API)
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         parsed = parse_message(envelope.original_content or envelope.content)
         self.mailbox.add(kind="email", **parsed)
         return "250 Message accepted for delivery"

@@ -13,13 +13,39 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from idp.clock import timestamp
 from idp.crypto import new_token
 from idp.extensions import clock, redis_client, rkey, settings
 
-COOKIE = "idp_interaction"
+if TYPE_CHECKING:
+    from flask import Response
+
+
+
+def cookie_name() -> str:
+    """``__Host-idp_interaction`` when cookies are Secure, else ``idp_interaction``."""
+    return "__Host-idp_interaction" if settings().secure_cookies else "idp_interaction"
+
+
+def set_cookie(response: Response, interaction: Interaction) -> None:
+    """Bind the browser to the interaction (HttpOnly, SameSite=Lax, Secure outside development)."""
+    response.set_cookie(cookie_name(), interaction.id, max_age=settings().interaction_ttl, path="/",
+                        secure=settings().secure_cookies, httponly=True, samesite="Lax")
+
+
+def clear_cookie(response: Response) -> None:
+    """Forget the interaction cookie."""
+    response.delete_cookie(cookie_name(), path="/", secure=settings().secure_cookies, httponly=True,
+                           samesite="Lax")
+
+
+def current() -> Interaction | None:
+    """The live interaction referenced by the request's cookie, or None (missing, stale, forged)."""
+    from flask import request
+
+    return interactions.get(request.cookies.get(cookie_name()))
 
 
 @dataclass(kw_only=True)

@@ -18,7 +18,7 @@ STEPS = ("identify", "email", "code", "biometric", "terms", "offer", "done")
 
 def next_step(interaction: Interaction) -> str:
     """The step that comes next for this interaction (a name from :data:`STEPS`)."""
-    if interaction.account_id is None or "pwd" not in interaction.amr and "hwk" not in interaction.amr:
+    if interaction.account_id is None or ("pwd" not in interaction.amr and "hwk" not in interaction.amr):
         return "identify"
     return "done"
 

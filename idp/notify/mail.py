@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 import smtplib
-import socket
 
 from flask import render_template
-from jinja2 import TemplateNotFound
 from flask_mail import Message
+from jinja2 import TemplateNotFound
 
 from idp.errors import ServiceUnavailable
 from idp.extensions import mail
@@ -35,7 +34,7 @@ def send_mail(to: str, subject: str, template: str, **context: object) -> None:
         message.html = None
     try:
         mail.send(message)
-    except (smtplib.SMTPException, OSError, socket.timeout) as exc:
+    except (TimeoutError, smtplib.SMTPException, OSError) as exc:
         log.warning("mail not sent", extra={"template": template, "error": type(exc).__name__})
         raise MailNotSent(detail=type(exc).__name__) from exc
     log.info("mail sent", extra={"template": template})
