@@ -49,7 +49,7 @@ class DevMailbox:
 def parse_message(raw: bytes) -> dict[str, str]:
     """Decode an RFC 5322 message into to/subject/text body (UTF-8 safe)."""
     msg = email.message_from_bytes(raw, policy=email.policy.default)
-    body_part = msg.get_body(preferencelist=("plain", "html"))  # type: ignore[attr-defined]
+    body_part = msg.get_body(preferencelist=("plain", "html"))
     body = body_part.get_content() if body_part is not None else ""
     return {"to": str(msg.get("To", "")), "subject": str(msg.get("Subject", "")), "body": body}
 

@@ -122,7 +122,7 @@ class InteractionStore:
         redis_client().delete(self._key(interaction_id))
 
     @staticmethod
-    def _load(raw: bytes | None) -> Interaction | None:
+    def _load(raw: bytes | str | None) -> Interaction | None:
         if raw is None:
             return None
         try:
