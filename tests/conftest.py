@@ -14,6 +14,7 @@ servers). Without them the tests that need them are skipped, except when ``IDP_T
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import socket
@@ -45,6 +46,56 @@ def _unavailable(what: str, exc: Exception) -> None:
     pytest.skip(f"{what} unreachable: {exc}")
 
 
+# --- secrets never logged -------------------------------------------------------------------
+# Every NIR, password and code a test uses is registered here (``remember_secret``); a handler
+# captures every log record of the whole run, formatted as production writes it, and the run fails
+# at the end if any registered secret appears in any line (see pytest_sessionfinish).
+SECRETS: set[str] = set()
+LOG_LINES: list[str] = []
+
+
+def remember_secret(*values: str) -> None:
+    """Register values that must never appear in a log line (NIR in all its spellings, passwords, codes)."""
+    for value in values:
+        if value and len(value) >= 6:
+            SECRETS.add(value)
+            compact = re.sub(r"[\s.\-]", "", value)
+            if len(compact) >= 6:
+                SECRETS.add(compact)
+
+
+class _CaptureAll(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            LOG_LINES.append(self.format(record))
+        except Exception:  # a broken record must not hide other failures
+            LOG_LINES.append(repr(record.__dict__))
+
+
+def pytest_configure(config: Any) -> None:
+    from idp.observability import JsonFormatter, RedactingFilter, RequestIdFilter
+
+    handler = _CaptureAll()
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(RequestIdFilter())
+    handler.addFilter(RedactingFilter())
+    handler.setLevel(logging.DEBUG)
+    logging.getLogger().addHandler(handler)
+
+
+def pytest_sessionfinish(session: Any, exitstatus: int) -> None:
+    # A secret counts only as a whole token, so that a random request id such as "a1234567f" is not
+    # mistaken for the code 123456.
+    text_ = "\n".join(LOG_LINES)
+    leaks = sorted(s for s in SECRETS if re.search(rf"(?<![0-9A-Za-z]){re.escape(s)}(?![0-9A-Za-z])", text_))
+    if leaks:
+        sample = [line for line in LOG_LINES if any(s in line for s in leaks)][:3]
+        print(f"\nSECRET LEAK: {len(leaks)} registered secret(s) appear in log lines, e.g. {sample}")
+        session.exitstatus = 1
+    else:
+        print(f"\nlog check: {len(LOG_LINES)} log lines, none holds any of {len(SECRETS)} registered secrets")
+
+
 # --- time ------------------------------------------------------------------------------------
 @pytest.fixture
 def clock() -> FrozenClock:
@@ -72,6 +123,7 @@ class Mailbox:
         """The 6-digit code of the newest message."""
         match = re.search(r"\b(\d{6})\b", self.last(to)["body"])
         assert match, "no 6-digit code in the last e-mail"
+        remember_secret(match.group(1))
         return match.group(1)
 
     def clear(self) -> None:
