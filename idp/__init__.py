@@ -63,6 +63,7 @@ def _configure_flask(app: Flask, s: Settings) -> None:
         MAIL_PASSWORD=s.smtp_password or None,
         MAIL_DEFAULT_SENDER=s.mail_sender,
         MAIL_TIMEOUT=s.smtp_timeout,
+        MAIL_SUPPRESS_SEND=False,  # tests use a real SMTP server (aiosmtpd), never a fake
         MAX_CONTENT_LENGTH=64 * 1024,
         MAX_FORM_MEMORY_SIZE=64 * 1024,
         MAX_FORM_PARTS=200,

@@ -146,7 +146,7 @@ def _smtp_server() -> Iterator[Mailbox]:
     box = Mailbox("127.0.0.1", free_port())
 
     class Handler:
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
             raw = envelope.original_content or envelope.content
             box.raw.append(raw)
             box.messages.append(parse_message(raw))

@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 import smtplib
 
-from flask import render_template
-from flask_mail import Message
+from flask import current_app, render_template
+from flask_mail import Connection, Message
 from jinja2 import TemplateNotFound
 
 from idp.errors import ServiceUnavailable
-from idp.extensions import mail
+from idp.extensions import settings
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +24,23 @@ class MailNotSent(ServiceUnavailable):
                    "indisponible : merci de réessayer dans quelques minutes.")
 
 
+class _TimeoutConnection(Connection):
+    """Flask-Mail's connection opens SMTP without a timeout; a stalled relay would hang the worker."""
+
+    def configure_host(self) -> smtplib.SMTP | smtplib.SMTP_SSL:
+        timeout = settings().smtp_timeout
+        host: smtplib.SMTP | smtplib.SMTP_SSL
+        if self.mail.use_ssl:
+            host = smtplib.SMTP_SSL(self.mail.server, self.mail.port, timeout=timeout)
+        else:
+            host = smtplib.SMTP(self.mail.server, self.mail.port, timeout=timeout)
+        if self.mail.use_tls:
+            host.starttls()
+        if self.mail.username and self.mail.password:
+            host.login(self.mail.username, self.mail.password)
+        return host
+
+
 def send_mail(to: str, subject: str, template: str, **context: object) -> None:
     """Render ``mail/<template>.txt`` (and ``.html`` when present) and send it; raise :class:`MailNotSent`."""
     message = Message(subject=subject, recipients=[to], charset="utf-8")
@@ -33,7 +50,8 @@ def send_mail(to: str, subject: str, template: str, **context: object) -> None:
     except TemplateNotFound:  # the HTML part is optional
         message.html = None
     try:
-        mail.send(message)
+        with _TimeoutConnection(current_app.extensions["mail"]) as connection:
+            connection.send(message)
     except (TimeoutError, smtplib.SMTPException, OSError) as exc:
         log.warning("mail not sent", extra={"template": template, "error": type(exc).__name__})
         raise MailNotSent(detail=type(exc).__name__) from exc

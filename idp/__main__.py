@@ -1,0 +1,5 @@
+"""python -m idp: the idp command."""
+
+from idp.cli import main
+
+main()

@@ -1,0 +1,124 @@
+"""One typed settings object: defaults, TOML, IDP_* variables; insecure production values refused."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from idp.errors import SettingsError
+from idp.settings import DEV_SECRET_KEY, load_settings
+
+SECURE = {
+    "IDP_ENV": "production",
+    "IDP_ISSUER": "https://connexion.ameli.example",
+    "IDP_SECRET_KEY": "s" * 48,
+    "IDP_DATABASE_URL": "postgresql+psycopg://idp@db/idp",
+    "IDP_REDIS_URL": "redis://cache:6379/0",
+    "IDP_SMS_BACKEND": "http",
+    "IDP_SMS_URL": "https://sms.example/send",
+}
+
+
+def test_defaults_run_a_development_idp_without_any_configuration():
+    settings = load_settings(environ={})
+    assert settings.env == "development"
+    assert settings.redis_url == "memory://"
+    assert settings.database_url.startswith("sqlite")
+    assert (settings.email_code_ttl, settings.email_code_quota, settings.max_failed_attempts) == (900, 5, 3)
+    assert settings.lockout_duration == 900 and settings.trusted_browser_ttl >= 180 * 86400
+
+
+def test_a_secure_production_configuration_is_accepted():
+    settings = load_settings(environ=SECURE)
+    assert settings.is_production and settings.secure_cookies
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("IDP_SECRET_KEY", None),
+    ("IDP_SECRET_KEY", "short"),
+    ("IDP_SECRET_KEY", DEV_SECRET_KEY),
+    ("IDP_ISSUER", "http://connexion.ameli.example"),
+    ("IDP_REDIS_URL", "memory://"),
+    ("IDP_DATABASE_URL", "sqlite:///idp.sqlite3"),
+    ("IDP_SMS_BACKEND", "dev"),
+])
+def test_production_refuses_each_insecure_value_naming_it(variable, value):
+    environ = dict(SECURE)
+    if value is None:
+        environ.pop(variable)
+    else:
+        environ[variable] = value
+    with pytest.raises(SettingsError) as caught:
+        load_settings(environ=environ)
+    assert caught.value.setting == variable
+    assert variable in str(caught.value)
+
+
+@pytest.mark.parametrize(("variable", "value", "expected"), [
+    ("IDP_SMTP_PORT", "vingt-cinq", "whole number"),
+    ("IDP_EMAIL_CODE_TTL", "15m", "whole number"),
+    ("IDP_EMAIL_CODE_QUOTA", "0", "greater than zero"),
+    ("IDP_SMTP_USE_TLS", "peut-être", "true or false"),
+    ("IDP_ENV", "staging", "one of development, production"),
+    ("IDP_RFI_BACKEND", "ldap", "one of sql, http"),
+    ("IDP_REDIS_URL", "mongodb://x", "memory://, redis://"),
+    ("IDP_ISSUER", "connexion.ameli.fr", "absolute URL"),
+])
+def test_a_malformed_value_is_a_clear_error_naming_the_variable(variable, value, expected):
+    with pytest.raises(SettingsError) as caught:
+        load_settings(environ={variable: value})
+    assert caught.value.setting == variable
+    assert expected in caught.value.message
+
+
+def test_every_seed_number_is_read_from_its_idp_variable():
+    environ = {"IDP_EMAIL_CODE_TTL": "600", "IDP_EMAIL_CODE_QUOTA": "4", "IDP_EMAIL_CODE_QUOTA_WINDOW": "1800",
+               "IDP_EMAIL_CODE_QUOTA_BLOCK": "7200", "IDP_MAX_FAILED_ATTEMPTS": "5", "IDP_LOCKOUT_DURATION": "60",
+               "IDP_TRUSTED_BROWSER_TTL": "86400", "IDP_BIOMETRIC_TTL": "172800"}
+    s = load_settings(environ=environ)
+    assert (s.email_code_ttl, s.email_code_quota, s.email_code_quota_window, s.email_code_quota_block) == \
+        (600, 4, 1800, 7200)
+    assert (s.max_failed_attempts, s.lockout_duration, s.trusted_browser_ttl, s.biometric_ttl) == \
+        (5, 60, 86400, 172800)
+
+
+def test_toml_file_is_read_and_environment_wins_over_it(tmp_path):
+    config = tmp_path / "idp.toml"
+    config.write_text('issuer = "https://toml.example"\nemail_code_quota = 7\nsmtp_use_tls = true\n')
+    s = load_settings(environ={"IDP_CONFIG": str(config), "IDP_EMAIL_CODE_QUOTA": "6"})
+    assert s.issuer == "https://toml.example"
+    assert s.smtp_use_tls is True
+    assert s.email_code_quota == 6
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    ('issuer = "https://x.example"\nnot_a_setting = 1\n', "unknown setting(s)"),
+    ("issuer = \n", "not valid TOML"),
+    ("smtp_port = 'x'\n", "whole number"),
+])
+def test_a_bad_toml_file_is_a_clear_error(tmp_path, content, expected):
+    config = tmp_path / "idp.toml"
+    config.write_text(content)
+    with pytest.raises(SettingsError) as caught:
+        load_settings(environ={"IDP_CONFIG": str(config)})
+    assert expected in str(caught.value)
+
+
+def test_the_command_line_prints_one_line_and_no_traceback_on_a_bad_value(tmp_path):
+    env = {**os.environ, "IDP_SMTP_PORT": "abc", "IDP_CONFIG": ""}
+    result = subprocess.run([sys.executable, "-m", "idp", "settings"], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "Configuration error: IDP_SMTP_PORT" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_production_refusal_from_the_command_line_names_the_setting(tmp_path):
+    env = {**os.environ, **SECURE, "IDP_REDIS_URL": "memory://", "IDP_CONFIG": ""}
+    result = subprocess.run([sys.executable, "-m", "idp", "settings"], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "IDP_REDIS_URL" in result.stderr and "Traceback" not in result.stderr
