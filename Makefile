@@ -1,5 +1,7 @@
 # The two commands a newcomer needs: `make run` and `make test` (see README.md).
 PYTHON ?= python3
+HOST ?= 127.0.0.1
+PORT ?= 5000
 VENV := .venv
 BIN := $(VENV)/bin
 DSFR := idp/static/dsfr
@@ -7,7 +9,7 @@ DSFR := idp/static/dsfr
 .PHONY: run test install assets migrate lint typecheck check bench clean
 
 run: install assets migrate  ## Demo IdP on http://127.0.0.1:5000 (SQLite, in-process Redis, SMTP sink)
-	$(BIN)/idp demo --host 127.0.0.1 --port 5000
+	$(BIN)/idp demo --host $(HOST) --port $(PORT)
 
 test: install assets  ## The whole suite (unit, PostgreSQL/Redis integration, Chromium)
 	$(BIN)/pytest -q $(PYTEST_ARGS)

@@ -130,7 +130,8 @@ def _init_extensions(app: Flask, settings: Settings) -> None:
 
 def _register_areas(app: Flask, injected: dict[str, Any]) -> None:
     """Each area attaches its blueprints and services; order matters only for the dev tools."""
-    # Import every model module so that metadata (and migrations) see all tables.
+    # Accounts are referenced by every other area's tables: their models must be known first.
+    import idp.accounts.models
     import idp.audit  # noqa: F401
     from idp import accounts, home, login, mfa, notify, oidc, rfi_adapter, webauthn
 

@@ -19,7 +19,6 @@ def prepare_demo(app: Flask) -> Any:
     from idp.dev.mailbox import DevMailbox, start_smtp_sink
 
     settings = app.extensions["idp.settings"]
-    app.config["IDP_DEMO_LINKS"] = True
     with app.app_context():
         upgrade_database()
         sink = None

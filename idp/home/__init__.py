@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, jsonify, render_template
+from flask import Blueprint, Flask, current_app, jsonify, render_template
 from flask.typing import ResponseReturnValue
 from sqlalchemy import text
 
@@ -16,7 +16,8 @@ health_bp = Blueprint("health", __name__)
 @home_bp.get("/")
 def index() -> ResponseReturnValue:
     """The home page: what this service is, in French."""
-    return render_template("home.html")
+    endpoints = current_app.view_functions
+    return render_template("home.html", demo_rp="demo_rp.index" in endpoints, mailbox="dev.mailbox" in endpoints)
 
 
 @health_bp.get("/healthz")

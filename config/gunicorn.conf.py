@@ -1,0 +1,41 @@
+"""gunicorn settings for production: ``gunicorn 'idp:create_app()' -c config/gunicorn.conf.py``.
+
+Workers are stateless (PostgreSQL + Redis hold everything), so scale with IDP_WORKERS on each node
+and with more nodes behind the load balancer.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+
+bind = os.environ.get("IDP_BIND", "0.0.0.0:8000")
+workers = int(os.environ.get("IDP_WORKERS", multiprocessing.cpu_count() * 2 + 1))
+# Threads let a worker keep serving while one request waits on SMTP or the registry.
+worker_class = "gthread"
+threads = int(os.environ.get("IDP_THREADS", "4"))
+timeout = int(os.environ.get("IDP_WORKER_TIMEOUT", "30"))
+graceful_timeout = 20
+keepalive = 5
+max_requests = 10_000
+max_requests_jitter = 1_000
+# The application writes JSON access logs with request ids; gunicorn's own access log would duplicate them.
+accesslog = None
+errorlog = "-"
+loglevel = os.environ.get("IDP_LOG_LEVEL", "info").lower()
+forwarded_allow_ips = os.environ.get("IDP_FORWARDED_ALLOW_IPS", "127.0.0.1")
+limit_request_line = 8190
+limit_request_field_size = 8190
+
+
+def on_starting(server: object) -> None:
+    """Validate the settings once in the master: a bad value stops the start with one clear line."""
+    from idp.errors import SettingsError
+    from idp.settings import load_settings
+
+    try:
+        load_settings()
+    except SettingsError as exc:
+        print(f"Configuration error: {exc.setting}: {exc.message}", file=sys.stderr)
+        sys.exit(2)
