@@ -1,0 +1,1 @@
+"""Demo data for ``make run`` (filled in below)."""

@@ -1,0 +1,304 @@
+"""The accounts service: the API other areas use (login, oidc, webauthn) and the lifecycle operations.
+
+Agreed interface: :func:`find_account`, :func:`authenticate`, :func:`masked_email`,
+:func:`pending_terms`, :func:`accept_terms`, :func:`set_password`, :func:`check_password_rules`,
+:func:`reset_account`, :func:`start_email_verification`, :func:`confirm_email`.
+
+Domain code only: no Flask request here. NIRs are looked up by keyed HMAC and stored encrypted;
+they are never logged nor written to audit events (accounts are named by their opaque id).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from idp import audit
+from idp.accounts import codes
+from idp.accounts.models import Account, TermsAcceptance, TermsVersion
+from idp.accounts.passwords import check_password_rules as _check_rules
+from idp.accounts.passwords import hash_password, needs_rehash, verify_password
+from idp.clock import paris_display
+from idp.crypto import decrypt, encrypt, lookup_hmac
+from idp.errors import BadRequest, IdpError, TooManyRequests
+from idp.extensions import clock, db, settings
+from idp.mfa import limits
+from idp.nir import InvalidNir, Nir
+
+if TYPE_CHECKING:
+    from idp.rfi_adapter.base import Identity
+
+log = logging.getLogger(__name__)
+
+EMAIL_CODE = "email"  # codes.issue kind of e-mail validation codes
+
+
+class PasswordRejected(BadRequest):
+    """The new password breaks a rule; ``reasons`` are French sentences for the form."""
+
+    code = "password_rejected"
+
+    def __init__(self, reasons: list[str]) -> None:
+        super().__init__(" ".join(reasons), detail="password rules")
+        self.reasons = reasons
+
+
+class AccountExists(IdpError):
+    """An account already exists for this identity (one account per person)."""
+
+    code = "account_exists"
+    status = 409
+    title = "Compte existant"
+    description = ("Un compte existe déjà pour ce numéro de sécurité sociale. Connectez-vous, ou utilisez "
+                   "« Mot de passe oublié » si vous ne vous en souvenez plus.")
+
+
+class EmailCodeQuotaExceeded(TooManyRequests):
+    """Too many e-mail codes requested (seed: 5 per sliding hour, then blocked 1 hour)."""
+
+    code = "email_code_quota"
+
+    def __init__(self, until_display: str) -> None:
+        super().__init__("Le nombre maximum de demandes de code a été atteint. L'accès au service est bloqué "
+                         f"jusqu'au {until_display} (heure de Paris).", detail="email code quota")
+
+
+# --- look-up ------------------------------------------------------------------------------------
+def _as_nir(nir: Nir | str) -> Nir | None:
+    if isinstance(nir, Nir):
+        return nir
+    try:
+        return Nir.parse(nir)
+    except InvalidNir:
+        return None
+
+
+def nir_hmac(nir: Nir) -> str:
+    """The keyed look-up hash stored in ``accounts.nir_hmac`` (and ``rfi_records.nir_hmac``)."""
+    return lookup_hmac(nir.value)
+
+
+def find_account(nir: Nir | str) -> Account | None:
+    """The account of this NIR (any accepted spelling), or None (unknown or malformed NIR)."""
+    parsed = _as_nir(nir)
+    if parsed is None:
+        return None
+    return db.session.scalar(select(Account).where(Account.nir_hmac == nir_hmac(parsed)))
+
+
+def get_account(account_id: str) -> Account | None:
+    """The account with this opaque id, or None."""
+    return db.session.get(Account, account_id)
+
+
+def account_nir(account: Account) -> Nir:
+    """The account's NIR, decrypted (for display to its owner or an operator; never log it)."""
+    return Nir(decrypt(account.nir_enc, "nir"))
+
+
+def identity_of(account: Account) -> Identity:
+    """The account's RFI identity; raises IdentityNotFound or RegistryUnavailable (fail closed)."""
+    from idp.rfi_adapter import get_rfi
+
+    return get_rfi().lookup(account_nir(account))
+
+
+# --- passwords ----------------------------------------------------------------------------------
+def check_password_rules(password: str, nir: Nir | None = None) -> list[str]:
+    """French reasons why ``password`` is refused (empty list: accepted)."""
+    return _check_rules(password, nir=nir.value if nir else None)
+
+
+def authenticate(nir: Nir | str, password: str) -> Account | None:
+    """The active account when NIR and password match, else None (same answer and same cost for an
+    unknown NIR, a wrong password or a disabled account: a dummy hash is verified).
+
+    Upgrades the hash when the argon2 parameters changed. Lock counters are the caller's business."""
+    account = find_account(nir)
+    stored = account.password_hash if account is not None else None
+    if not verify_password(stored, password) or account is None or not account.is_active:
+        return None
+    if stored is not None and needs_rehash(stored):
+        account.password_hash = hash_password(password)
+        db.session.commit()
+        log.info("password hash upgraded", extra={"account_id": account.id})
+    return account
+
+
+def set_password(account: Account, password: str, *, keep_session: str | None = None) -> None:
+    """Check the rules, store a new hash and end every browser session but ``keep_session``.
+
+    Raises :class:`PasswordRejected` with the French reasons."""
+    from idp.login.sessions import sessions
+
+    reasons = check_password_rules(password, account_nir(account))
+    if reasons:
+        raise PasswordRejected(reasons)
+    account.password_hash = hash_password(password)
+    account.password_changed_at = clock().now()
+    audit.record("account.password_changed", account_id=account.id, commit=False)
+    db.session.commit()
+    sessions.end_all(account.id, except_id=keep_session)
+
+
+def record_login(account: Account) -> None:
+    """Count a finished login (the biometric offer starts from the 2nd one)."""
+    account.login_count = (account.login_count or 0) + 1
+    account.last_login_at = clock().now()
+    db.session.commit()
+
+
+# --- creation and reset -------------------------------------------------------------------------
+def create_account(nir: Nir, password: str, *, email: str | None = None, email_validated: bool = False,
+                   phone: str | None = None) -> Account:
+    """Create the one account of this identity; raises :class:`AccountExists` or :class:`PasswordRejected`."""
+    reasons = check_password_rules(password, nir)
+    if reasons:
+        raise PasswordRejected(reasons)
+    if find_account(nir) is not None:
+        raise AccountExists(detail="duplicate nir_hmac")
+    now = clock().now()
+    account = Account(nir_hmac=nir_hmac(nir), nir_enc=encrypt(nir.value, "nir"),
+                      email=normalise_email(email) if email else None, email_validated=bool(email and email_validated),
+                      phone=phone, password_hash=hash_password(password), status="active", created_at=now,
+                      password_changed_at=now, login_count=0, biometric_offer_optout=False)
+    db.session.add(account)
+    try:
+        db.session.flush()
+    except IntegrityError:  # a parallel creation of the same identity won the unique index
+        db.session.rollback()
+        raise AccountExists(detail="duplicate nir_hmac (race)") from None
+    audit.record("account.created", account_id=account.id, commit=False, email_validated=account.email_validated)
+    db.session.commit()
+    return account
+
+
+def reset_account(account: Account, *, actor: str = "advisor") -> None:
+    """Advisor reset: delete the account; the database cascades remove its credentials, trusted browsers,
+    terms acceptances and tokens (``ondelete=CASCADE``); browser sessions end, locks and quotas are
+    cleared, pending codes are forgotten. The audit trail and the RFI identity are kept."""
+    from idp.login.sessions import sessions
+
+    account_id = account.id
+    db.session.delete(account)
+    audit.record("account.reset", account_id=account_id, commit=False, actor=actor)
+    db.session.commit()
+    sessions.end_all(account_id)
+    limits.unlock_account(account_id)
+    codes.discard(EMAIL_CODE, account_id)
+    from idp.accounts import recovery
+
+    recovery.forget_links(account_id)
+
+
+# --- e-mail -------------------------------------------------------------------------------------
+def normalise_email(email: str) -> str:
+    """Trimmed, domain lower-cased (the local part is case-sensitive in theory, not in practice: keep it)."""
+    local, _, domain = email.strip().rpartition("@")
+    return f"{local}@{domain.lower()}"
+
+
+def masked_email(email: str | None) -> str:
+    """``alice@gmail.com`` -> ``a***@g***.com`` (seed wording), enough for its owner to recognise it."""
+    if not email or "@" not in email:
+        return ""
+    local, _, domain = email.rpartition("@")
+    name, dot, tld = domain.rpartition(".")
+    if not dot:
+        name, tld = domain, ""
+    return f"{local[:1]}***@{name[:1]}***{'.' + tld if tld else ''}"
+
+
+def send_email_code(subject: str, email: str, *, quota_subject: str | None = None) -> None:
+    """Send a 6-digit validation code to ``email`` for ``subject`` (an account id or a creation flow).
+
+    The seed's quota applies (5 per sliding hour, then blocked 1 hour); a mail that could not be sent
+    gives its unit back and raises MailNotSent."""
+    from idp.notify.mail import MailNotSent, send_mail
+
+    s = settings()
+    quota_key = quota_subject or subject
+    result = limits.take_quota("email-verify", quota_key, quota=s.email_code_quota,
+                               window=s.email_code_quota_window, block=s.email_code_quota_block)
+    if not result.allowed:
+        audit.record("email_code.quota_reached", account_id=_account_id_or_none(subject))
+        raise EmailCodeQuotaExceeded(paris_display(result.blocked_until or clock().now()))
+    code = codes.issue(EMAIL_CODE, subject, digits=6, ttl=s.email_code_ttl, bound_to=normalise_email(email))
+    try:
+        send_mail(normalise_email(email), "Mon compte ameli : code de sécurité pour valider votre adresse e-mail",
+                  "email_verification", code=code, minutes=s.email_code_ttl // 60)
+    except MailNotSent:
+        codes.discard(EMAIL_CODE, subject)
+        if result.ticket:
+            limits.give_back_quota("email-verify", quota_key, result.ticket)
+        raise
+    audit.record("email_code.sent", account_id=_account_id_or_none(subject), email=masked_email(email))
+
+
+def check_email_code(subject: str, email: str, code: str) -> bool:
+    """True once for the right code sent to ``email`` for ``subject`` (wrong tries are limited)."""
+    check = codes.verify(EMAIL_CODE, subject, code, max_tries=settings().max_failed_attempts,
+                         bound_to=normalise_email(email))
+    audit.record("email_code.checked", account_id=_account_id_or_none(subject), outcome=check.outcome)
+    return check.ok
+
+
+def _account_id_or_none(subject: str) -> str | None:
+    return None if subject.startswith("flow:") else subject
+
+
+def start_email_verification(account: Account, email: str) -> None:
+    """Send a 6-digit code to ``email`` so that the account's owner proves they read it."""
+    send_email_code(account.id, email)
+
+
+def confirm_email(account: Account, email: str, code: str) -> bool:
+    """Check the code; on success the account's e-mail becomes ``email``, validated."""
+    if not check_email_code(account.id, email, code):
+        return False
+    account.email = normalise_email(email)
+    account.email_validated = True
+    audit.record("account.email_validated", account_id=account.id, commit=False)
+    db.session.commit()
+    return True
+
+
+# --- terms of use -------------------------------------------------------------------------------
+def latest_terms() -> TermsVersion | None:
+    """The newest published terms version."""
+    return db.session.scalar(select(TermsVersion).order_by(TermsVersion.published_at.desc(),
+                                                           TermsVersion.id.desc()).limit(1))
+
+
+def pending_terms(account: Account) -> TermsVersion | None:
+    """The newest terms version the account has not accepted yet, or None."""
+    terms = latest_terms()
+    if terms is None:
+        return None
+    accepted = db.session.get(TermsAcceptance, (account.id, terms.id))
+    return None if accepted is not None else terms
+
+
+def accept_terms(account: Account, terms: TermsVersion) -> None:
+    """Record that the account accepted ``terms`` (idempotent)."""
+    if db.session.get(TermsAcceptance, (account.id, terms.id)) is None:
+        db.session.add(TermsAcceptance(account_id=account.id, terms_id=terms.id, accepted_at=clock().now()))
+        audit.record("terms.accepted", account_id=account.id, commit=False, version=terms.version)
+        db.session.commit()
+
+
+def publish_terms(version: str, title: str, body: str) -> TermsVersion:
+    """Publish a new terms version: every account accepts it at its next login."""
+    terms = TermsVersion(version=version, title=title, body=body, published_at=clock().now())
+    db.session.add(terms)
+    try:
+        db.session.flush()
+    except IntegrityError:
+        db.session.rollback()
+        raise BadRequest(f"La version {version} existe déjà.", detail="duplicate terms version") from None
+    audit.record("terms.published", commit=False, version=version)
+    db.session.commit()
+    return terms
