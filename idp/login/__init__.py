@@ -1,4 +1,4 @@
-"""login: see DESIGN.md §3."""
+"""login: the login interaction (state machine) and the hosted pages (DESIGN.md §3)."""
 
 from __future__ import annotations
 
@@ -6,4 +6,7 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    """Register this area's blueprints and services."""
+    """Register the ``login`` blueprint (pages under ``/connexion``)."""
+    from idp.login.views import bp
+
+    app.register_blueprint(bp)

@@ -20,7 +20,7 @@ from idp.crypto import new_token
 from idp.extensions import clock, redis_client, rkey, settings
 
 if TYPE_CHECKING:
-    from flask import Response
+    from werkzeug.wrappers import Response
 
 
 
@@ -111,6 +111,15 @@ class InteractionStore:
         """Write the record; the Redis TTL is housekeeping only."""
         ttl = max(1, interaction.expires_at - timestamp(clock().now())) + 60
         redis_client().set(self._key(interaction.id), interaction.to_json(), ex=ttl)
+
+    def rotate(self, interaction: Interaction) -> Interaction:
+        """Give the interaction a new id (after the password step) so that an id planted in the
+        browser before login, or seen before it, is worthless afterwards; the caller sets the cookie."""
+        old = interaction.id
+        interaction.id = new_token(24)
+        self.save(interaction)
+        self.delete(old)
+        return interaction
 
     def consume(self, interaction_id: str) -> Interaction | None:
         """Atomically read and delete (single use): two parallel resumes cannot both succeed."""

@@ -1,4 +1,4 @@
-"""mfa: see DESIGN.md §3."""
+"""mfa: the e-mailed security code, trusted browsers, lockouts and quotas (DESIGN.md §3)."""
 
 from __future__ import annotations
 
@@ -6,4 +6,5 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    """Register this area's blueprints and services."""
+    """Make the area's tables known to the metadata (``db.create_all`` and migrations)."""
+    import idp.mfa.trusted_browser  # noqa: F401

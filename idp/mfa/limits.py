@@ -64,6 +64,14 @@ redis.call('EXPIRE', KEYS[1], tonumber(ARGV[6]))
 return {1, used + 1, 0}
 """
 
+# KEYS[1] = hash {count, lock_until}; ARGV = now. Deletes the counter unless a lock is in force, in one step:
+# a read-then-delete from Python could erase a lock set by a parallel failure in between.
+_RESET = """
+local lock_until = tonumber(redis.call('HGET', KEYS[1], 'lock_until') or '0')
+if lock_until > tonumber(ARGV[1]) then return 0 end
+return redis.call('DEL', KEYS[1])
+"""
+
 # KEYS[1] = counter; ARGV = ttl. Returns the count after increment.
 _HIT = """
 local n = redis.call('INCR', KEYS[1])
@@ -132,10 +140,8 @@ def account_lock(account_id: str) -> LockStatus:
 
 def reset_failures(kind: str, account_id: str) -> None:
     """A success of ``kind`` resets its own counter (never a lock in force: callers check first)."""
-    key = _failure_key(kind, account_id)
-    until = int(redis_client().hget(key, "lock_until") or 0)
-    if until <= timestamp(clock().now()):
-        redis_client().delete(key)
+    script = redis_client().register_script(_RESET)
+    script(keys=[_failure_key(kind, account_id)], args=[timestamp(clock().now())])
 
 
 def unlock_account(account_id: str) -> None:
@@ -164,6 +170,12 @@ def quota_block(name: str, subject: str) -> datetime | None:
     """When requests for this quota are blocked, until when."""
     until = int(redis_client().get(rkey("quota-block", name, subject)) or 0)
     return datetime.fromtimestamp(until, UTC) if until > timestamp(clock().now()) else None
+
+
+def peek_rate(name: str, subject: str, *, window: int) -> int:
+    """The count of the current fixed window of :func:`hit_rate` without adding to it."""
+    bucket = timestamp(clock().now()) // window
+    return int(redis_client().get(rkey("rate", name, subject, bucket)) or 0)
 
 
 def hit_rate(name: str, subject: str, *, window: int) -> int:

@@ -1,0 +1,351 @@
+"""The hosted login pages (blueprint ``login``): thin views over :mod:`idp.login.service` and the policy.
+
+Every POST that succeeds answers 303 to the next page; a refused POST shows the same page again
+with its errors. Which page comes next is always :func:`idp.login.policy.next_step`'s decision.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_wtf.csrf import CSRFError
+
+from idp.accounts import service as accounts
+from idp.clock import paris_display
+from idp.errors import IdpError, TooManyRequests, render_error
+from idp.extensions import db, settings
+from idp.login import interaction as interaction_cookie
+from idp.login import policy, remember, service
+from idp.login.interaction import Interaction, interactions
+from idp.login.service import Outcome, StepResult
+from idp.mfa import codes, limits, trusted_browser
+from idp.nir import Nir
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from werkzeug.wrappers import Response
+
+    from idp.accounts.models import Account
+
+bp = Blueprint("login", __name__, url_prefix="/connexion")
+
+STEP_ENDPOINTS = {"identify": "login.start", "email": "login.email", "code": "login.code",
+                  "biometric": "login.biometric", "terms": "login.terms"}
+WRONG = ("Les informations saisies sont erronées. Merci de vérifier votre saisie.",
+         "Attention : 3 essais infructueux bloquent l'accès au service.")
+
+
+class InteractionExpired(IdpError):
+    """No live login interaction behind the request (expired, finished, no or stale cookie)."""
+
+    code = "interaction_expired"
+    status = 400
+    title = "Votre session a expiré"
+    description = ("Votre demande de connexion a expiré ou n'est plus valide. Pour des raisons de sécurité, "
+                   "merci de recommencer votre connexion depuis le site ou l'application du service que "
+                   "vous souhaitez utiliser.")
+
+
+@bp.errorhandler(InteractionExpired)
+def _expired(exc: InteractionExpired) -> Response:
+    response = render_error(exc.status, exc.code, exc.title, exc.description)
+    interaction_cookie.clear_cookie(response)  # a stale cookie must not stick around
+    return response
+
+
+@bp.errorhandler(CSRFError)
+def _csrf_failed(_exc: CSRFError) -> ResponseReturnValue:
+    # A lost or stale CSRF cookie never blocks: show the form again with a fresh token.
+    return redirect(url_for(request.endpoint or "login.start", renouvele=1), 303)
+
+
+# --- helpers -----------------------------------------------------------------------------------
+def _live() -> Interaction:
+    found = interaction_cookie.current()
+    if found is None or found.step == "done":
+        raise InteractionExpired(detail="no live interaction")
+    return found
+
+
+def _account(interaction: Interaction) -> Account:
+    from idp.accounts.models import Account
+
+    account = db.session.get(Account, interaction.account_id) if interaction.account_id else None
+    if account is None:
+        raise InteractionExpired(detail="interaction without account")
+    return account
+
+
+def _resume_url() -> str:
+    # oidc.resume is written in parallel; its path is agreed.
+    return url_for("oidc.resume") if "oidc.resume" in current_app.view_functions else "/authorize/resume"
+
+
+def _advance(interaction: Interaction, *, send_code: bool) -> Response:
+    """Redirect (303) to the page of the next step; finishes the interaction when it is done.
+
+    ``send_code`` is True only from POST handlers: a GET never sends an e-mail."""
+    account = _account(interaction) if interaction.account_id else None
+    step = policy.next_step(interaction, account)
+    if step == "done" and account is not None:
+        service.finish(interaction, account)
+        return redirect(_resume_url(), 303)
+    if step == "offer":
+        interaction.data["offer_shown"] = True
+        interactions.save(interaction)
+        return redirect(url_for("webauthn.offer"), 303)
+    if step == "code" and send_code and account is not None and not interaction.data.get("code_sent_at"):
+        service.request_code(interaction, account)  # a failure (quota, SMTP) is shown by the code page
+    interactions.save(interaction)
+    return redirect(url_for(STEP_ENDPOINTS[step]), 303)
+
+
+def _on_step(interaction: Interaction, step: str) -> Response | None:
+    """A redirect to the right page when the policy says another step comes now."""
+    expected = policy.next_step(interaction)
+    return None if expected == step else _advance(interaction, send_code=False)
+
+
+def _lock_message(until: datetime | None) -> str:
+    when = paris_display(until) if until else ""
+    return (f"Suite à 3 essais infructueux, l'accès au service est bloqué jusqu'au {when} (heure de Paris). "
+            "Vous pourrez de nouveau essayer de vous connecter après cette date.")
+
+
+def _quota_message(until: datetime | None) -> str:
+    when = paris_display(until) if until else ""
+    return ("Le nombre maximum de demandes de code a été atteint. "
+            f"L'accès au service est bloqué jusqu'au {when} (heure de Paris).")
+
+
+def _alert_for(result: StepResult) -> list[str]:
+    if result.outcome is Outcome.WRONG:
+        return list(WRONG)
+    if result.outcome is Outcome.LOCKED:
+        return [_lock_message(result.until)]
+    if result.outcome is Outcome.QUOTA:
+        return [_quota_message(result.until)]
+    if result.outcome is Outcome.EXPIRED:
+        return ["Le code de sécurité a expiré : il doit être saisi dans les 15 minutes suivant son envoi. "
+                "Demandez un nouveau code de sécurité."]
+    if result.outcome is Outcome.MISSING:
+        return ["Aucun code de sécurité n'est en attente pour cette connexion. Demandez un nouveau code de sécurité."]
+    if result.outcome is Outcome.MAIL_FAILED:
+        return ["Le code n'a pas pu être envoyé par e-mail. Le service de messagerie est momentanément "
+                "indisponible : merci de réessayer dans quelques minutes."]
+    return []
+
+
+def _throttle(address: str | None) -> None:
+    if service.address_throttled(address):
+        raise TooManyRequests(detail="address failure limit")
+
+
+# --- step 0: identify --------------------------------------------------------------------------
+def _identify_page(interaction: Interaction, **context: Any) -> Response:
+    remembered = remember.read_nir(request.cookies.get(remember.cookie_name()))
+    response = current_app.make_response((render_template(
+        "login/identify.html", interaction=interaction, remembered=remembered,
+        web=interaction.client_kind == "web", links=_links(), renewed=bool(request.args.get("renouvele")),
+        **context), 200))
+    raw = request.cookies.get(remember.cookie_name())
+    if raw and remembered is None:
+        remember.forget_nir(response)  # corrupt, foreign or oversized: clear silently
+    return response
+
+
+def _links() -> dict[str, str]:
+    """Links to the accounts area's pages when they exist (written in parallel)."""
+    wanted = {"password": "accounts.forgot_password", "create": "accounts.create", "help": "accounts.help"}
+    return {name: url_for(endpoint) if endpoint in current_app.view_functions else url_for("home.index")
+            for name, endpoint in wanted.items()}
+
+
+@bp.get("")
+def start() -> ResponseReturnValue:
+    """Step 0, the identify page: NIR (or the remembered one) and password."""
+    interaction = _live()
+    if interaction.account_id and policy.next_step(interaction) != "identify":
+        return _advance(interaction, send_code=False)
+    return _identify_page(interaction)
+
+
+@bp.post("")
+def identify() -> ResponseReturnValue:
+    """Step 0 submitted: cases 4 and 7 (wrong password, lock), unknown NIR answered the same way."""
+    interaction = _live()
+    _throttle(request.remote_addr)
+    remembered = remember.read_nir(request.cookies.get(remember.cookie_name()))
+    nir_text = request.form.get("nir", "")[:64] or (remembered.value if remembered else "")
+    password = request.form.get("password", "")[:settings().password_max_length + 1]
+    result = service.identify(interaction, nir_text, password, address=request.remote_addr)
+    if result.outcome is Outcome.INVALID_INPUT:
+        return _identify_page(interaction, **{f"{result.field}_error": result.reason})
+    if not result.ok:
+        return _identify_page(interaction, alert=_alert_for(result))
+    assert result.account is not None
+    interaction.trusted_browser = interaction.client_kind == "web" and bool(request.form.get("trusted_browser"))
+    token = request.cookies.get(trusted_browser.cookie_name())
+    interaction.data["trusted_browser_ok"] = trusted_browser.is_trusted(token, result.account.id)
+    response = _advance(interactions.rotate(interaction), send_code=True)
+    interaction_cookie.set_cookie(response, interaction)
+    if token and not interaction.data["trusted_browser_ok"]:
+        remember.clear_trusted(response)
+    if request.form.get("remember_nir") or remembered:
+        remember.remember_nir(response, _parsed(nir_text))
+    else:
+        remember.forget_nir(response)
+    return response
+
+
+def _parsed(nir_text: str) -> Nir:
+    return Nir.parse(nir_text)
+
+
+@bp.post("/oublier-numero")
+def forget_nir() -> ResponseReturnValue:
+    """"Ce n'est pas moi / oublier ce numéro": forget the remembered NIR."""
+    response = redirect(url_for("login.start"), 303)
+    remember.forget_nir(response)
+    return response
+
+
+@bp.get("/suite")
+def next() -> ResponseReturnValue:
+    """Redirect to the page of the step the policy decides (used after the WebAuthn steps)."""
+    return _advance(_live(), send_code=False)
+
+
+# --- case 1: e-mail to enter and validate ------------------------------------------------------
+@bp.route("/email", methods=["GET", "POST"])
+def email() -> ResponseReturnValue:
+    """Case 1: no validated e-mail: enter an address, receive a code there, type it."""
+    interaction = _live()
+    redirect_elsewhere = _on_step(interaction, "email")
+    if redirect_elsewhere is not None:
+        return redirect_elsewhere
+    account = _account(interaction)
+    errors: dict[str, str] = {}
+    pending = interaction.data.get("email_pending")
+    if request.method == "POST":
+        action = request.form.get("action", "send")
+        if action == "send":
+            address = request.form.get("email", "").strip()[:254]
+            if "@" not in address or "." not in address.rsplit("@", 1)[-1] or " " in address:
+                errors["email"] = "Saisissez une adresse e-mail valide, par exemple nom@exemple.fr."
+            else:
+                accounts.start_email_verification(account, address)
+                interaction.data["email_pending"] = address
+                interactions.save(interaction)
+                return redirect(url_for("login.email"), 303)
+        elif action == "change":
+            interaction.data.pop("email_pending", None)
+            interactions.save(interaction)
+            return redirect(url_for("login.email"), 303)
+        elif pending and accounts.confirm_email(account, pending, request.form.get("code", "").strip()[:16]):
+            interaction.data.pop("email_pending", None)
+            interaction.complete("mail")  # the code proved the mailbox, like a security code does
+            db.session.refresh(account)
+            return _advance(interaction, send_code=True)
+        else:
+            errors["code"] = "Le code saisi est erroné ou a expiré. Vérifiez votre saisie ou demandez un nouveau code."
+    return render_template("login/email.html", account=account, pending=pending,
+                           masked=accounts.masked_email(pending) if pending else "", errors=errors,
+                           renewed=bool(request.args.get("renouvele")))
+
+
+# --- steps 1 to 3: the security code ----------------------------------------------------------
+def _code_page(interaction: Interaction, account: Account, *, alert: list[str] | None = None,
+               code_error: str = "", notice: str = "") -> Response:
+    lock = limits.account_lock(account.id)
+    blocked = limits.quota_block(codes.QUOTA_NAME, account.id)
+    if alert is None:
+        alert = [_lock_message(lock.until)] if lock.locked else [_quota_message(blocked)] if blocked else []
+    expiry = codes.code_expiry(interaction.id)
+    return current_app.make_response(render_template(
+        "login/code.html", masked=accounts.masked_email(account.email or ""), alert=alert, code_error=code_error,
+        notice=notice, sent=bool(interaction.data.get("code_sent_at")),
+        expires=paris_display(expiry) if expiry else "", renewed=bool(request.args.get("renouvele"))))
+
+
+@bp.get("/code")
+def code() -> ResponseReturnValue:
+    """Steps 1-3: the page that says where the code went, and the form to type it."""
+    interaction = _live()
+    redirect_elsewhere = _on_step(interaction, "code")
+    if redirect_elsewhere is not None:
+        return redirect_elsewhere
+    notice = "Un nouveau code de sécurité vous a été envoyé." if request.args.get("nouveau") else ""
+    return _code_page(interaction, _account(interaction), notice=notice)
+
+
+@bp.post("/code")
+def check_code() -> ResponseReturnValue:
+    """Step 3 submitted: cases 2 (expired), 5 (wrong) and 6 (three wrong codes lock)."""
+    interaction = _live()
+    redirect_elsewhere = _on_step(interaction, "code")
+    if redirect_elsewhere is not None:
+        return redirect_elsewhere
+    _throttle(request.remote_addr)
+    account = _account(interaction)
+    result = service.check_code(interaction, account, request.form.get("code", "")[:32], address=request.remote_addr)
+    if result.outcome is Outcome.INVALID_INPUT:
+        return _code_page(interaction, account, code_error=result.reason)
+    if not result.ok:
+        return _code_page(interaction, account, alert=_alert_for(result))
+    response = _advance(interaction, send_code=True)
+    if interaction.trusted_browser:
+        remember.set_trusted(response, trusted_browser.trust(account.id))
+    return response
+
+
+@bp.post("/code/nouveau")
+def resend_code() -> ResponseReturnValue:
+    """"Recevoir un nouveau code de sécurité" (case 3: 5 per sliding hour, then blocked 1 hour)."""
+    interaction = _live()
+    redirect_elsewhere = _on_step(interaction, "code")
+    if redirect_elsewhere is not None:
+        return redirect_elsewhere
+    account = _account(interaction)
+    result = service.request_code(interaction, account)
+    if not result.ok:
+        return _code_page(interaction, account, alert=_alert_for(result))
+    interactions.save(interaction)
+    return redirect(url_for("login.code", nouveau=1), 303)
+
+
+# --- biometric second factor -------------------------------------------------------------------
+@bp.route("/biometrie", methods=["GET", "POST"])
+def biometric() -> ResponseReturnValue:
+    """The account has a platform credential: sign in with it, or choose the e-mail code instead."""
+    interaction = _live()
+    redirect_elsewhere = _on_step(interaction, "biometric")
+    if redirect_elsewhere is not None:
+        return redirect_elsewhere
+    if request.method == "POST":
+        interaction.data["prefer_code"] = True
+        return _advance(interaction, send_code=True)
+    return render_template("login/biometric.html")
+
+
+# --- notifications: terms ----------------------------------------------------------------------
+@bp.route("/conditions", methods=["GET", "POST"])
+def terms() -> ResponseReturnValue:
+    """New terms of use to accept before going on."""
+    interaction = _live()
+    redirect_elsewhere = _on_step(interaction, "terms")
+    if redirect_elsewhere is not None:
+        return redirect_elsewhere
+    account = _account(interaction)
+    pending = accounts.pending_terms(account)
+    error = ""
+    if request.method == "POST":
+        if pending is not None and request.form.get("accept") and request.form.get("terms_id") == str(pending.id):
+            accounts.accept_terms(account, pending)
+            interaction.data["notified"] = True  # seed: no biometric offer when another notification was shown
+            return _advance(interaction, send_code=True)
+        error = "Cochez la case pour accepter les conditions générales d'utilisation."
+    return render_template("login/terms.html", terms=pending, error=error)
