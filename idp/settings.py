@@ -141,6 +141,9 @@ class Settings:
     webauthn_rp_name: str = _doc("Name shown by the authenticator.", default="Mon compte ameli")
     webauthn_require_attestation: bool = _doc("Refuse 'none' attestation.", default=False)
     webauthn_challenge_ttl: int = _doc("Life of a WebAuthn challenge.", default=300)
+    webauthn_attestation_roots: str = _doc(
+        "PEM bundle of trusted attestation roots (with webauthn_require_attestation); empty: only the Apple and "
+        "Google roots shipped with py_webauthn are trusted.", default="")
 
     # ----------------------------------------------------------------------------------------
     @property

@@ -1,23 +1,370 @@
-"""WebAuthn platform credentials: the functions the login policy calls.
+"""WebAuthn platform credentials: activation, sign-in, the offer rules and management.
 
-Placeholder signatures agreed between the login journey and the WebAuthn work (issue 6);
-the WebAuthn implementation replaces the bodies.
+The login policy calls :func:`has_usable_credential` and :func:`offer_due`; the views of
+:mod:`idp.webauthn.views` call the other functions. Nothing here reads the Flask request: callers
+pass the interaction, the account and the browser's JSON.
+
+Refusals raise :class:`BiometricRefused` with a French ``description`` (rendered as JSON
+``error_description`` for the page's script); every refusal that may reveal an attack (unknown
+credential, bad signature, counter regression, changed backup-eligibility flag) is audited.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import logging
+import re
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+from sqlalchemy import and_, select, update
+
+from idp import audit
+from idp.clock import paris_display, timestamp
+from idp.errors import IdpError
+from idp.extensions import clock, db, settings
+from idp.webauthn import ceremonies, challenges
+from idp.webauthn.ceremonies import CeremonyError, CredentialRef
+from idp.webauthn.models import WebAuthnCredential, as_utc
 
 if TYPE_CHECKING:
     from idp.accounts.models import Account
     from idp.login.interaction import Interaction
 
+log = logging.getLogger(__name__)
+
+OfferChoice = Literal["activated", "later", "never"]
+AMR = ("hwk", "user")  # RFC 8176: proof-of-possession of a hardware key + user verification (biometrics)
+
+RETRY_PASSWORD = "Connectez-vous avec votre numéro de sécurité sociale et votre mot de passe."
+
+
+class BiometricRefused(IdpError):
+    """A biometric activation or sign-in was refused; ``description`` says what to do, in French."""
+
+    code = "webauthn_refused"
+    status = 400
+    title = "Connexion avec la biométrie impossible"
+    description = f"La connexion avec la biométrie n'a pas abouti. {RETRY_PASSWORD}"
+
+
+def expiry_months() -> int:
+    """How many months an activation lasts (``biometric_ttl``, seed: 6), for French sentences."""
+    return max(1, round(settings().biometric_ttl / (30 * 24 * 3600)))
+
+
+def expired_message() -> str:
+    """The French explanation given when an expired credential is used."""
+    months = expiry_months()
+    return (f"Votre biométrie a expiré : elle est valable {months} mois après son activation. "
+            "Connectez-vous avec votre mot de passe (et le code de sécurité si il vous est demandé), "
+            "puis vous pourrez activer de nouveau la biométrie.")
+
+
+CHALLENGE_MESSAGE = ("Le délai pour utiliser la biométrie est dépassé ou la demande a déjà été utilisée. "
+                     "Merci de réessayer.")
+UNKNOWN_MESSAGE = f"Cette biométrie n'est pas reconnue ou a été désactivée. {RETRY_PASSWORD}"
+CLONED_MESSAGE = ("Par sécurité, cette biométrie a été désactivée car elle semble avoir été copiée sur un autre "
+                  f"appareil. {RETRY_PASSWORD} Vous pourrez ensuite activer de nouveau la biométrie.")
+ACTIVATION_MESSAGE = ("L'activation de la biométrie n'a pas abouti. Vérifiez que le verrouillage de votre téléphone "
+                      "par empreinte digitale ou reconnaissance faciale est activé, puis réessayez.")
+
+
+# --- queries ---------------------------------------------------------------------------------
+def _usable_clause(now: datetime) -> Any:
+    return and_(WebAuthnCredential.revoked_at.is_(None), WebAuthnCredential.expires_at > now)
+
+
+def usable_credentials(account_id: str) -> list[WebAuthnCredential]:
+    """The account's credentials that are neither revoked nor expired, newest first."""
+    stmt = (select(WebAuthnCredential)
+            .where(WebAuthnCredential.account_id == account_id, _usable_clause(clock().now()))
+            .order_by(WebAuthnCredential.created_at.desc()))
+    return list(db.session.scalars(stmt))
+
 
 def has_usable_credential(account_id: str) -> bool:
     """True when the account has an unexpired, unrevoked platform credential."""
-    return False
+    stmt = (select(WebAuthnCredential.id)
+            .where(WebAuthnCredential.account_id == account_id, _usable_clause(clock().now())).limit(1))
+    return db.session.scalar(stmt) is not None
+
+
+def list_credentials(account_id: str) -> list[WebAuthnCredential]:
+    """Every unrevoked credential of the account (expired ones included, shown as such), newest first."""
+    stmt = (select(WebAuthnCredential)
+            .where(WebAuthnCredential.account_id == account_id, WebAuthnCredential.revoked_at.is_(None))
+            .order_by(WebAuthnCredential.created_at.desc()))
+    return list(db.session.scalars(stmt))
+
+
+# --- the offer -------------------------------------------------------------------------------
+def _pending_terms(account: Account) -> Any:
+    from idp.accounts import service as accounts_service
+
+    return accounts_service.pending_terms(account)
+
+
+def login_number(interaction: Interaction, account: Account) -> int:
+    """Which login of the account this interaction is (1 for the first).
+
+    ``Account.login_count`` counts successful logins; the login flow may count this one before or
+    after the policy asks for the offer. ``last_login_at`` (updated together with the count) tells
+    which: if it is not older than the interaction, this login is already counted."""
+    count = account.login_count or 0
+    last = account.last_login_at
+    if last is not None and timestamp(as_utc(last)) >= interaction.created_at:
+        return count
+    return count + 1
 
 
 def offer_due(interaction: Interaction, account: Account) -> bool:
-    """True when the biometric offer should be shown at the end of this login (DESIGN.md §2)."""
-    return False
+    """True when the biometric offer should be shown at the end of this login (DESIGN.md §2).
+
+    From the 2nd login on, only when nothing else is pending (terms to accept come first), never
+    after "Ne plus me rappeler", not twice in one login, and not when a usable credential exists."""
+    if interaction.data.get("biometric_offer") or account.biometric_offer_optout:
+        return False
+    if login_number(interaction, account) < 2:
+        return False
+    if _pending_terms(account) is not None:
+        return False
+    return not has_usable_credential(account.id)
+
+
+def record_offer_choice(interaction: Interaction, account: Account, choice: OfferChoice) -> None:
+    """Remember the answer to the offer for this login; "never" is remembered on the account."""
+    from idp.login.interaction import interactions
+
+    interaction.data["biometric_offer"] = choice
+    interactions.save(interaction)
+    if choice == "never":
+        account.biometric_offer_optout = True
+        audit.record("webauthn.offer_optout", account_id=account.id, client_id=interaction.client_id, commit=False)
+        db.session.commit()
+
+
+# --- activation (registration) ---------------------------------------------------------------
+def start_registration(*, interaction: Interaction, account: Account) -> dict[str, Any]:
+    """Options for ``navigator.credentials.create()``; the challenge stays server-side."""
+    s = settings()
+    # Only usable credentials are excluded: an expired one on the same phone must not block re-activation.
+    exclude = [CredentialRef(credential_id=c.credential_id, transports=c.transports or ())
+               for c in usable_credentials(account.id)]
+    options = ceremonies.registration_options(
+        rp_id=s.rp_id, rp_name=s.webauthn_rp_name, user_handle=account.id.encode(),
+        user_name="Mon compte ameli", display_name="Mon compte ameli", exclude=exclude,
+        require_attestation=s.webauthn_require_attestation, timeout_ms=s.webauthn_challenge_ttl * 1000)
+    challenges.keep("register", interaction.id, options.challenge, account_id=account.id)
+    return options.public_key
+
+
+def _attestation_roots() -> list[bytes]:
+    path = settings().webauthn_attestation_roots
+    if not path:
+        return []
+    with open(path, "rb") as fh:
+        bundle = fh.read()
+    return [m.group(0) for m in re.finditer(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", bundle, re.S)]
+
+
+def finish_registration(*, interaction: Interaction, account: Account, response: Mapping[str, Any],
+                        device_label: str) -> WebAuthnCredential:
+    """Verify the browser's answer and store the credential, valid ``biometric_ttl`` from now."""
+    challenge = challenges.take("register", interaction.id, account_id=account.id)
+    if challenge is None:
+        raise BiometricRefused(CHALLENGE_MESSAGE, detail="registration challenge missing, used or expired")
+    s = settings()
+    try:
+        registered = ceremonies.verify_registration(
+            response=response, challenge=challenge, rp_id=s.rp_id, origin=s.origin,
+            require_attestation=s.webauthn_require_attestation, attestation_roots=_attestation_roots())
+    except CeremonyError as exc:
+        audit.record("webauthn.activation_refused", account_id=account.id, reason=exc.reason[:200])
+        raise BiometricRefused(ACTIVATION_MESSAGE, detail=exc.reason) from exc
+    taken = db.session.scalar(select(WebAuthnCredential.id)
+                              .where(WebAuthnCredential.credential_id == registered.credential_id))
+    if taken is not None:
+        audit.record("webauthn.activation_refused", account_id=account.id, reason="credential id already registered")
+        raise BiometricRefused(ACTIVATION_MESSAGE, detail="credential id already registered")
+    now = clock().now()
+    credential = WebAuthnCredential(
+        account_id=account.id, credential_id=registered.credential_id, public_key=registered.public_key,
+        sign_count=registered.sign_count, backup_eligible=registered.backup_eligible,
+        backup_state=registered.backup_state, transports=registered.transports, aaguid=registered.aaguid,
+        attestation_format=registered.attestation_format, device_label=device_label[:120] or "Appareil",
+        created_at=now, expires_at=now + timedelta(seconds=s.biometric_ttl))
+    db.session.add(credential)
+    db.session.flush()
+    audit.record("webauthn.activated", account_id=account.id, client_id=interaction.client_id, commit=False,
+                 credential=credential.id, aaguid=registered.aaguid, backup_eligible=registered.backup_eligible)
+    db.session.commit()
+    return credential
+
+
+# --- sign-in (authentication) ----------------------------------------------------------------
+def start_authentication(*, interaction: Interaction, account_id: str | None = None) -> dict[str, Any]:
+    """Options for ``navigator.credentials.get()``: the account's credentials when it is known
+    (remembered NIR, or password already given), else a discoverable-credential request."""
+    allow: list[CredentialRef] = []
+    if account_id is not None:
+        allow = [CredentialRef(credential_id=c.credential_id, transports=c.transports or ())
+                 for c in usable_credentials(account_id)]
+    s = settings()
+    options = ceremonies.authentication_options(rp_id=s.rp_id, allow=allow, timeout_ms=s.webauthn_challenge_ttl * 1000)
+    challenges.keep("login", interaction.id, options.challenge)
+    return options.public_key
+
+
+def _find(credential_id: str) -> WebAuthnCredential | None:
+    return db.session.scalar(select(WebAuthnCredential).where(WebAuthnCredential.credential_id == credential_id))
+
+
+def verify_sign_in(*, interaction: Interaction, response: Mapping[str, Any]) -> WebAuthnCredential:
+    """Check an assertion against the stored credential; return it updated, or raise BiometricRefused.
+
+    Order matters: the challenge is consumed first (a replay fails even if everything else is
+    right), the signature is checked before anything is said about the credential's state, and the
+    counter is advanced with a conditional UPDATE so that two clones racing cannot both pass."""
+    challenge = challenges.take("login", interaction.id)
+    if challenge is None:
+        raise BiometricRefused(CHALLENGE_MESSAGE, detail="login challenge missing, used or expired")
+    try:
+        credential = _find(ceremonies.credential_id_of(response))
+    except CeremonyError as exc:
+        raise BiometricRefused(detail=exc.reason) from exc
+    if credential is None:
+        audit.record("webauthn.unknown_credential", client_id=interaction.client_id)
+        raise BiometricRefused(UNKNOWN_MESSAGE, detail="unknown credential id")
+    s = settings()
+    try:
+        assertion = ceremonies.verify_authentication(response=response, challenge=challenge, rp_id=s.rp_id,
+                                                     origin=s.origin, public_key=credential.public_key)
+    except CeremonyError as exc:
+        audit.record("webauthn.sign_in_refused", account_id=credential.account_id, client_id=interaction.client_id,
+                     credential=credential.id, reason=exc.reason[:200])
+        raise BiometricRefused(detail=exc.reason) from exc
+    _check_state(interaction, credential, assertion)
+    return _advance(interaction, credential, assertion)
+
+
+def _refuse_and_revoke(interaction: Interaction, credential: WebAuthnCredential, event: str, **data: Any) -> None:
+    credential.revoked_at = clock().now()
+    audit.record(event, account_id=credential.account_id, client_id=interaction.client_id, commit=False,
+                 credential=credential.id, **data)
+    db.session.commit()
+    log.warning("webauthn credential revoked", extra={"event": event, "credential": credential.id})
+    raise BiometricRefused(CLONED_MESSAGE, detail=event)
+
+
+def _check_state(interaction: Interaction, credential: WebAuthnCredential,
+                 assertion: ceremonies.VerifiedAssertion) -> None:
+    if credential.revoked_at is not None:
+        audit.record("webauthn.revoked_credential_used", account_id=credential.account_id,
+                     client_id=interaction.client_id, credential=credential.id)
+        raise BiometricRefused(UNKNOWN_MESSAGE, detail="revoked credential")
+    if not credential.usable_at(clock().now()):
+        audit.record("webauthn.expired_credential_used", account_id=credential.account_id,
+                     client_id=interaction.client_id, credential=credential.id)
+        raise BiometricRefused(expired_message(), detail="expired credential")
+    if interaction.account_id is not None and interaction.account_id != credential.account_id:
+        audit.record("webauthn.sign_in_refused", account_id=interaction.account_id, client_id=interaction.client_id,
+                     reason="credential of another account")
+        raise BiometricRefused(detail="credential of another account")
+    if assertion.backup_eligible != credential.backup_eligible:
+        # BE is fixed for a credential's life (WebAuthn L3 §6.1.3): a change means another key store.
+        _refuse_and_revoke(interaction, credential, "webauthn.backup_flag_changed",
+                           registered=credential.backup_eligible, received=assertion.backup_eligible)
+    if _regressed(credential.sign_count, assertion.sign_count):
+        _refuse_and_revoke(interaction, credential, "webauthn.sign_count_regression",
+                           stored=credential.sign_count, received=assertion.sign_count)
+    _check_account(credential.account_id)
+
+
+def _regressed(stored: int, received: int) -> bool:
+    """WebAuthn L2 §7.2 step 21: a counter that does not grow means a possible clone (0/0: no counter)."""
+    return (stored > 0 or received > 0) and received <= stored
+
+
+def _check_account(account_id: str) -> None:
+    from idp.accounts.models import Account
+    from idp.mfa.limits import account_lock
+
+    account = db.session.get(Account, account_id)
+    if account is None or not account.is_active:
+        raise BiometricRefused(detail="account missing or disabled")
+    lock = account_lock(account_id)
+    if lock.locked and lock.until is not None:
+        raise BiometricRefused(f"L'accès au service est bloqué jusqu'au {paris_display(lock.until)} (heure de Paris).",
+                               detail="account locked")
+
+
+def _advance(interaction: Interaction, credential: WebAuthnCredential,
+             assertion: ceremonies.VerifiedAssertion) -> WebAuthnCredential:
+    now = clock().now()
+    stored = credential.sign_count
+    result = db.session.execute(
+        update(WebAuthnCredential)
+        .where(WebAuthnCredential.id == credential.id, WebAuthnCredential.revoked_at.is_(None),
+               # 0 -> 0 is an authenticator without a counter; anything else must grow.
+               WebAuthnCredential.sign_count == 0 if assertion.sign_count == 0
+               else WebAuthnCredential.sign_count < assertion.sign_count)
+        .values(sign_count=assertion.sign_count, backup_state=assertion.backup_state, last_used_at=now)
+        .execution_options(synchronize_session=False))
+    if getattr(result, "rowcount", 1) != 1:
+        db.session.rollback()
+        _refuse_and_revoke(interaction, credential, "webauthn.sign_count_regression",
+                           stored=stored, received=assertion.sign_count, concurrent=True)
+    audit.record("webauthn.sign_in", account_id=credential.account_id, client_id=interaction.client_id,
+                 commit=False, credential=credential.id)
+    db.session.commit()
+    db.session.refresh(credential)
+    return credential
+
+
+def sign_in(*, interaction: Interaction, response: Mapping[str, Any]) -> WebAuthnCredential:
+    """Verify the assertion and mark the interaction: account known, amr ``hwk`` + ``user``."""
+    from idp.login.interaction import interactions
+
+    credential = verify_sign_in(interaction=interaction, response=response)
+    interaction.account_id = credential.account_id
+    interaction.complete(*AMR)
+    interactions.save(interaction)
+    return credential
+
+
+# --- management ------------------------------------------------------------------------------
+def revoke(account_id: str, credential_pk: int) -> bool:
+    """Revoke one of the account's credentials; False when it is not theirs or already revoked."""
+    credential = db.session.get(WebAuthnCredential, credential_pk)
+    if credential is None or credential.account_id != account_id or credential.revoked_at is not None:
+        return False
+    credential.revoked_at = clock().now()
+    audit.record("webauthn.revoked", account_id=account_id, commit=False, credential=credential.id)
+    db.session.commit()
+    return True
+
+
+def remove_all(account_id: str, *, commit: bool = True) -> int:
+    """Delete every credential of the account (advisor reset); returns how many were removed."""
+    rows = list(db.session.scalars(select(WebAuthnCredential).where(WebAuthnCredential.account_id == account_id)))
+    for row in rows:
+        db.session.delete(row)
+    if rows:
+        audit.record("webauthn.removed_all", account_id=account_id, commit=False, count=len(rows))
+    if commit:
+        db.session.commit()
+    return len(rows)
+
+
+_PLATFORMS = (("Android", "Android"), ("iPhone", "iPhone"), ("iPad", "iPad"), ("Windows", "Windows"),
+              ("Macintosh", "Mac"), ("CrOS", "Chromebook"), ("Linux", "Linux"))
+_BROWSERS = (("Edg/", "Edge"), ("SamsungBrowser", "Samsung Internet"), ("Firefox/", "Firefox"),
+             ("Chrome/", "Chrome"), ("Safari/", "Safari"))
+
+
+def describe_device(user_agent: str) -> str:
+    """A short French label for the management page, from the User-Agent ("Chrome sur Android")."""
+    platform = next((label for token, label in _PLATFORMS if token in user_agent), "appareil inconnu")
+    browser = next((label for token, label in _BROWSERS if token in user_agent), "Navigateur")
+    return f"{browser} sur {platform}"
