@@ -151,13 +151,13 @@ def sign_in_verify() -> ResponseReturnValue:
 
 
 def _remembered_account_id() -> str | None:
-    """The account of the NIR remembered by "Mémoriser mon numéro" (login area), when there is one."""
-    try:
-        from idp.login import remember  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        return None
-    finder = getattr(remember, "remembered_account_id", None)
-    return finder() if callable(finder) else None
+    """The account of the NIR remembered by "Mémoriser mon numéro" (login area's sealed cookie)."""
+    from idp.accounts.service import find_account
+    from idp.login import remember
+
+    nir = remember.read_nir(request.cookies.get(remember.cookie_name()))
+    account = find_account(nir) if nir is not None else None
+    return account.id if account is not None and account.is_active else None
 
 
 # --- management ------------------------------------------------------------------------------
