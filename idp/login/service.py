@@ -110,6 +110,7 @@ def identify(interaction: Interaction, nir_text: str, password: str, *, address:
     # argon2 runs in every branch (dummy hash for unknown NIRs) so that timing reveals nothing.
     account = accounts.authenticate(nir, password)
     if lock.locked:
+        _count_address_failure(address)  # a try on a locked account is a failed login too
         return StepResult(Outcome.LOCKED, until=lock.until)
     if account is None or not account.is_active:
         _count_address_failure(address)
