@@ -145,9 +145,15 @@ def sign_in_options() -> ResponseReturnValue:
 @bp.post("/connexion/biometrie/verifier")
 def sign_in_verify() -> ResponseReturnValue:
     """Verify the assertion; on success the interaction knows the account (amr hwk + user)."""
+    from idp.login.interaction import interactions, set_cookie
+
     interaction = _interaction()
     service.sign_in(interaction=interaction, response=_json_body())
-    return _no_store(jsonify(redirect=_continue_url()))
+    # As after the password: a new interaction id, so that an id planted or seen before is worthless.
+    interactions.rotate(interaction)
+    response = _no_store(jsonify(redirect=_continue_url()))
+    set_cookie(response, interaction)
+    return response
 
 
 def _remembered_account_id() -> str | None:
