@@ -1,4 +1,4 @@
-"""oidc: see DESIGN.md §3."""
+"""oidc: the OpenID Connect provider on Authlib (DESIGN.md §3, §4)."""
 
 from __future__ import annotations
 
@@ -6,4 +6,21 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    """Register this area's blueprints and services."""
+    """Register the models, the authorization server, the blueprints and (in development) the demo RP."""
+    import idp.oidc.models  # noqa: F401 - tables known to the metadata (create_all, migrations)
+    from idp.extensions import csrf
+    from idp.oidc.server import init_server
+    from idp.oidc.views import api_bp, authorize, logout, oidc_bp
+
+    init_server(app)
+    # RPs post to these without our CSRF token (RFC 6749 §3.1, RP-Initiated Logout §2); the logout
+    # confirmation form checks its token itself.
+    csrf.exempt(api_bp)
+    csrf.exempt(authorize)
+    csrf.exempt(logout)
+    app.register_blueprint(oidc_bp)
+    app.register_blueprint(api_bp)
+    if not app.extensions["idp.settings"].is_production:
+        from idp.oidc.demo import demo_bp
+
+        app.register_blueprint(demo_bp)

@@ -1,0 +1,211 @@
+"""The authorization endpoint's decisions (RFC 6749 §4.1.1, OIDC Core §3.1.2), as a list of checks.
+
+The view gives plain values (the request parameters, the browser session); this module decides:
+French error page (unknown client, unregistered redirect URI: never redirect), error redirect,
+a new login (with the reasons), or an authorization response for the existing session. It does
+not touch the Flask request.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749 import InvalidRequestError
+from authlib.oidc.core.errors import LoginRequiredError, RequestNotSupportedError, RequestURINotSupportedError
+from joserfc import jwt
+from joserfc.errors import JoseError
+
+from idp.clock import timestamp
+from idp.crypto import lookup_hmac
+from idp.errors import BadRequest
+from idp.extensions import clock, settings
+from idp.login.sessions import BrowserSession
+from idp.oidc import claims, keys
+from idp.oidc.clients import get_client
+from idp.oidc.models import Client
+from idp.oidc.tokens import EndUser
+
+# Parameters kept with the interaction; everything else is ignored (Core §3.1.2.1: unknown ones).
+REQUEST_PARAMS = ("response_type", "client_id", "redirect_uri", "scope", "state", "nonce", "code_challenge",
+                  "code_challenge_method", "prompt", "max_age", "acr_values", "claims", "login_hint",
+                  "id_token_hint", "ui_locales", "display", "response_mode", "claims_locales")
+ACR_LEVELS = ("eidas1", "eidas2", "eidas3")
+UNMET = "unmet_authentication_requirements"  # OpenID Connect Unmet Authentication Requirements 1.0
+
+
+class UnknownClientPage(BadRequest):
+    """Unknown client or redirect URI not registered: a French page, never a redirect (RFC 6749 §4.1.2.1)."""
+
+    code = "invalid_request"
+    title = "Demande de connexion invalide"
+    description = ("Le service qui vous a dirigé vers cette page n'est pas reconnu, ou son adresse de retour "
+                   "n'est pas enregistrée. Par sécurité, la connexion ne peut pas continuer. Retournez sur le "
+                   "site du service et recommencez.")
+
+
+class UnmetAuthenticationRequirements(OAuth2Error):
+    """The achieved acr is below what the client required."""
+
+    error = UNMET
+
+
+@dataclass(kw_only=True)
+class Decision:
+    """What /authorize does next."""
+
+    client: Client
+    params: dict[str, str]
+    reasons: list[str] = field(default_factory=list)  # non-empty: a new login is needed
+    end_user: EndUser | None = None  # set: answer now with the existing session
+    require_email_code: bool = True
+    required_acr: str | None = None
+
+
+def request_params(values: dict[str, str]) -> dict[str, str]:
+    """The authorization parameters we keep (first value of each)."""
+    return {k: str(values[k]) for k in REQUEST_PARAMS if values.get(k) not in (None, "")}
+
+
+def check_client(params: dict[str, str]) -> Client:
+    """Client and redirect URI must be registered (exact match) before anything is redirected."""
+    client = get_client(params.get("client_id"))
+    if client is None or not params.get("redirect_uri") or not client.check_redirect_uri(params["redirect_uri"]):
+        raise UnknownClientPage(detail="unknown client or unregistered redirect_uri")
+    return client
+
+
+def acr_rank(acr: str | None) -> int:
+    """Position of an eIDAS level (unknown values rank lowest)."""
+    return ACR_LEVELS.index(acr) + 1 if acr in ACR_LEVELS else 0
+
+
+def required_acr(params: dict[str, str], claims_request: dict[str, Any]) -> str | None:
+    """The lowest acr the client accepts: acr_values (voluntary, binding for federation clients) or
+    an essential ``acr`` claim request (Core §5.5.1.1)."""
+    wanted = [v for v in params.get("acr_values", "").split() if v in ACR_LEVELS]
+    acr_claim = (claims_request.get("id_token") or {}).get("acr") or {}
+    if isinstance(acr_claim, dict) and acr_claim.get("essential"):
+        values = acr_claim.get("values") or ([acr_claim["value"]] if acr_claim.get("value") else [])
+        wanted += [v for v in values if v in ACR_LEVELS]
+    return min(wanted, key=acr_rank) if wanted else None
+
+
+def parse_claims(params: dict[str, str], redirect_uri: str) -> dict[str, Any]:
+    """The ``claims`` parameter (Core §5.5) as a dict; malformed JSON is invalid_request."""
+    raw = params.get("claims")
+    if not raw:
+        return {}
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise InvalidRequestError("Invalid 'claims' parameter.", redirect_uri=redirect_uri, state=params.get("state"))
+    return parsed
+
+
+def hint_subject(params: dict[str, str], redirect_uri: str) -> str | None:
+    """``sub`` of a valid id_token_hint we issued (an expired one is accepted, Core §3.1.2.1)."""
+    hint = params.get("id_token_hint")
+    if not hint:
+        return None
+    try:
+        token = jwt.decode(hint, keys.public_keyset())
+    except (JoseError, ValueError):
+        token = None
+    if token is None or token.claims.get("iss") != settings().issuer or token.claims.get("aud") not in (
+            params.get("client_id"), [params.get("client_id")]):
+        raise InvalidRequestError("Invalid 'id_token_hint'.", redirect_uri=redirect_uri, state=params.get("state"))
+    return str(token.claims.get("sub"))
+
+
+def decide(values: dict[str, str], session: BrowserSession | None) -> Decision:
+    """The authorization endpoint as a table of checks (anchor: node-oidc-provider
+    ``lib/actions/authorization/index.js``)."""
+    params = request_params(values)
+    client = check_client(params)
+    redirect_uri, state = params["redirect_uri"], params.get("state")
+    if "request" in values:
+        raise RequestNotSupportedError(redirect_uri=redirect_uri, state=state)
+    if "request_uri" in values:
+        raise RequestURINotSupportedError(redirect_uri=redirect_uri, state=state)
+    claims_request = parse_claims(params, redirect_uri)
+    needed_acr = required_acr(params, claims_request)
+    decision = Decision(client=client, params=params, required_acr=needed_acr,
+                        require_email_code=_require_email_code(client, needed_acr))
+    decision.reasons = login_reasons(params, session, client, needed_acr, redirect_uri)
+    if session is not None and not decision.reasons:
+        decision.end_user = end_user_from_session(session, claims_request)
+    elif "none" in params.get("prompt", "").split():
+        raise LoginRequiredError(redirect_uri=redirect_uri, state=state)
+    return decision
+
+
+def _require_email_code(client: Client, needed_acr: str | None) -> bool:
+    """web: always; mobile: never; federation: the client setting, or when a two-factor acr is required."""
+    if client.kind == "web":
+        return True
+    if client.kind == "mobile":
+        return False
+    return client.require_email_code or acr_rank(needed_acr) >= acr_rank(settings().acr_mfa)
+
+
+def login_reasons(params: dict[str, str], session: BrowserSession | None, client: Client,
+                  needed_acr: str | None, redirect_uri: str) -> list[str]:
+    """Why the existing session cannot answer this request (empty: it can)."""
+    reasons = []
+    if session is None:
+        reasons.append("login_required")
+    if "login" in params.get("prompt", "").split():
+        reasons.append("prompt_login")
+    max_age = _max_age(params, redirect_uri)
+    if session is not None and max_age is not None and (
+            max_age == 0 or timestamp(clock().now()) - session.auth_time > max_age):
+        reasons.append("max_age")
+    if session is not None and needed_acr and acr_rank(session.acr) < acr_rank(needed_acr):
+        reasons.append("acr_values")
+    hinted = hint_subject(params, redirect_uri)
+    if session is not None and hinted is not None and hinted != claims.subject(client, session.account_id):
+        reasons.append("id_token_hint")
+    return reasons
+
+
+def _max_age(params: dict[str, str], redirect_uri: str) -> int | None:
+    raw = params.get("max_age")
+    if raw is None:
+        return None
+    if not raw.isdigit():
+        raise InvalidRequestError("Invalid 'max_age' parameter.", redirect_uri=redirect_uri, state=params.get("state"))
+    return int(raw)
+
+
+def session_sid(session_id: str) -> str:
+    """The ``sid`` claim: a keyed hash of the session id (the cookie value never leaves the browser)."""
+    return lookup_hmac(session_id, purpose="sid")[:32]
+
+
+def end_user_from_session(session: BrowserSession, claims_request: dict[str, Any]) -> EndUser:
+    """The authenticated person of a browser session."""
+    return EndUser(account_id=session.account_id, auth_time=session.auth_time, acr=session.acr,
+                   amr=list(session.amr), sid=session_sid(session.id), claims=claims_request)
+
+
+def unmet_acr(params: dict[str, str], achieved_acr: str, client: Client) -> bool:
+    """True when the achieved acr is below an essential ``acr`` claim, or below ``acr_values`` for a
+    federation client (FranceConnect: never answer with a lower acr than requested)."""
+    essential = required_acr({}, _safe_claims(params))
+    if essential and acr_rank(achieved_acr) < acr_rank(essential):
+        return True
+    voluntary = required_acr(params, {})
+    return client.kind == "federation" and voluntary is not None and acr_rank(achieved_acr) < acr_rank(voluntary)
+
+
+def _safe_claims(params: dict[str, str]) -> dict[str, Any]:
+    try:
+        parsed = json.loads(params.get("claims") or "{}")
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}

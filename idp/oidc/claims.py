@@ -1,0 +1,74 @@
+"""Subject identifiers and claims (OIDC Core §5, §8; FranceConnect pivot identity formats).
+
+Scopes map to claims as FranceConnect expects them: ``profile`` -> given_name (all first names),
+family_name (birth name), preferred_username (usage name); ``email`` -> email, email_verified;
+``birth`` -> birthdate, birthplace, birthcountry; ``identite_pivot`` -> the pivot identity (given_name,
+family_name, birthdate, gender, birthplace, birthcountry). Identities come from the RFI; the NIR
+is only used to look the identity up and never leaves this module.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from idp.crypto import lookup_hmac
+from idp.extensions import db
+from idp.oidc.models import Client
+
+SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
+    "profile": ("given_name", "family_name", "preferred_username", "gender", "birthdate"),
+    "email": ("email", "email_verified"),
+    "birth": ("birthdate", "birthplace", "birthcountry"),
+    "identite_pivot": ("given_name", "family_name", "birthdate", "gender", "birthplace", "birthcountry"),
+}
+SUPPORTED_CLAIMS = sorted({"sub", *(c for claims in SCOPE_CLAIMS.values() for c in claims)})
+
+
+def subject(client: Client, account_id: str) -> str:
+    """``sub`` for this client: pairwise (OIDC Core §8.1, keyed hash of sector + account) or public."""
+    if client.subject_type == "public":
+        return account_id
+    return lookup_hmac(f"{client.sector}|{account_id}", purpose="pairwise")
+
+
+def requested_claims(scope: str, claims_request: dict[str, Any] | None, member: str) -> set[str]:
+    """Claim names asked for by the scopes (userinfo only) and by the ``claims`` parameter member."""
+    names: set[str] = set()
+    if member == "userinfo":
+        for name in scope.split():
+            names.update(SCOPE_CLAIMS.get(name, ()))
+    wanted = (claims_request or {}).get(member) or {}
+    if isinstance(wanted, dict):
+        names.update(n for n in wanted if n in SUPPORTED_CLAIMS)
+    return names
+
+
+def identity_claims(account_id: str, names: set[str]) -> dict[str, Any]:
+    """The values of ``names`` for an account, in FranceConnect formats (unknown values left out)."""
+    from idp.accounts.models import Account
+    from idp.accounts.service import identity_of
+
+    names = names - {"sub"}
+    if not names:
+        return {}
+    account = db.session.get(Account, account_id)
+    if account is None:
+        return {}
+    values: dict[str, Any] = {}
+    if names & {"email", "email_verified"} and account.email:
+        values["email"] = account.email
+        values["email_verified"] = bool(account.email_validated)
+    identity_names = names - {"email", "email_verified"}
+    if identity_names:
+        identity = identity_of(account)
+        values.update({
+            "given_name": identity.given_name,
+            "family_name": identity.family_name,
+            "preferred_username": identity.preferred_username,
+            "birthdate": identity.birthdate,
+            "gender": identity.gender,
+            "birthplace": identity.birthplace,
+            "birthcountry": identity.birthcountry,
+        })
+    # birthplace stays "" for people born abroad, as FranceConnect expects.
+    return {k: v for k, v in values.items() if k in names and v is not None}

@@ -1,0 +1,141 @@
+"""Signing keys: generation, rotation and the published JWKS (RFC 7517, OIDC Core §10.1.1).
+
+Life of a key: ``next`` (published in the JWKS, not used yet, so that RPs caching the JWKS already
+know it when it starts signing) -> ``current`` (signs) -> ``retired`` (still published for
+``key_retire_after`` seconds so that what it signed stays verifiable) -> unpublished.
+One chain per algorithm: RS256 (default) and ES256 (per client). Every key has a ``kid``.
+Private parts are sealed with :func:`idp.crypto.encrypt` (AES-GCM) before they reach the database.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from joserfc.jwk import ECKey, Key, KeySet, RSAKey
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from idp.crypto import decrypt, encrypt, new_token
+from idp.extensions import clock, db, settings
+from idp.oidc.models import SigningKey
+
+ALGORITHMS = ("RS256", "ES256")
+_PURPOSE = "oidc-signing-key"
+
+
+def aware(instant: datetime | None) -> datetime | None:
+    """SQLite returns naive datetimes for timezone-aware columns: read them as UTC."""
+    if instant is None or instant.tzinfo is not None:
+        return instant
+    return instant.replace(tzinfo=UTC)
+
+
+def _generate(alg: str) -> Key:
+    kid = new_token(12)
+    params = {"kid": kid, "alg": alg, "use": "sig"}
+    if alg == "ES256":
+        return ECKey.generate_key("P-256", parameters=params, private=True)  # type: ignore[arg-type]
+    return RSAKey.generate_key(2048, parameters=params, private=True)  # type: ignore[arg-type]
+
+
+def _new_record(alg: str, state: str) -> SigningKey:
+    key = _generate(alg)
+    now = clock().now()
+    return SigningKey(kid=key.kid, alg=alg, state=state, created_at=now,
+                      activated_at=now if state == "current" else None,
+                      private_jwk_enc=encrypt(json.dumps(key.as_dict(private=True)), purpose=_PURPOSE),
+                      public_jwk=key.as_dict(private=False))
+
+
+def _records(alg: str | None = None) -> list[SigningKey]:
+    query = select(SigningKey).order_by(SigningKey.created_at)
+    if alg:
+        query = query.where(SigningKey.alg == alg)
+    return list(db.session.scalars(query))
+
+
+def ensure_keys(alg: str) -> None:
+    """Create a current and a next key for ``alg`` when there is none (fresh install, tests)."""
+    states = {k.state for k in _records(alg)}
+    if "current" in states:
+        return
+    db.session.add(_new_record(alg, "current"))
+    if "next" not in states:
+        db.session.add(_new_record(alg, "next"))
+    try:
+        db.session.commit()
+    except IntegrityError:  # another worker did it first
+        db.session.rollback()
+
+
+def rotate(alg: str | None = None) -> list[SigningKey]:
+    """``idp keys rotate``: next -> current, current -> retired, and a new next key is published.
+
+    The key that starts signing has been in the JWKS since the previous rotation (or since it was
+    created when there was no next key: then it is only published now, which the operator is told
+    by ``keys list``)."""
+    now = clock().now()
+    for name in [alg] if alg else list(ALGORITHMS):
+        records = _records(name)
+        by_state: dict[str, list[SigningKey]] = {}
+        for record in records:
+            by_state.setdefault(record.state, []).append(record)
+        for record in by_state.get("current", []):
+            record.state, record.retired_at = "retired", now
+        upcoming = by_state.get("next") or [_new_record(name, "next")]
+        promoted = upcoming[0]
+        promoted.state, promoted.activated_at = "current", now
+        db.session.add(promoted)
+        db.session.add(_new_record(name, "next"))
+    db.session.commit()
+    return list_keys()
+
+
+def _published(record: SigningKey, now: datetime) -> bool:
+    if record.state != "retired":
+        return True
+    retired_at = aware(record.retired_at) or now
+    return now < retired_at + timedelta(seconds=settings().key_retire_after)
+
+
+def list_keys() -> list[SigningKey]:
+    """Every key record, oldest first."""
+    return _records()
+
+
+def describe(record: SigningKey) -> dict[str, Any]:
+    """Operator view of a key (no private part)."""
+    return {"kid": record.kid, "alg": record.alg, "state": record.state,
+            "published": _published(record, clock().now()),
+            "created_at": aware(record.created_at), "activated_at": aware(record.activated_at),
+            "retired_at": aware(record.retired_at)}
+
+
+def public_jwks() -> dict[str, Any]:
+    """The JWKS document: next, current and recently retired keys (public parts only)."""
+    for alg in ALGORITHMS:
+        ensure_keys(alg)
+    now = clock().now()
+    return {"keys": [dict(r.public_jwk) for r in _records() if _published(r, now)]}
+
+
+def public_keyset() -> KeySet:
+    """The published keys as a joserfc KeySet (to verify our own tokens: id_token_hint)."""
+    return KeySet.import_key_set(public_jwks())  # type: ignore[arg-type]
+
+
+def signing_key(alg: str) -> Key:
+    """The current private key for ``alg`` (created on first use)."""
+    if alg not in ALGORITHMS:
+        raise ValueError(f"unsupported signing algorithm {alg}")
+    ensure_keys(alg)
+    record = next(r for r in _records(alg) if r.state == "current")
+    key = KeySet.import_key_set({"keys": [json.loads(decrypt(record.private_jwk_enc, purpose=_PURPOSE))]})
+    return key.keys[0]
+
+
+def signing_keyset(alg: str) -> KeySet:
+    """A one-key set: joserfc then copies the key's ``kid`` into the JWS header."""
+    return KeySet([signing_key(alg)])

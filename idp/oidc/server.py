@@ -1,0 +1,446 @@
+"""The Authlib authorization server, its grants and their extensions (RFC 6749, OIDC Core, RFC 7636,
+RFC 9207, RFC 7009, RFC 7662, RFC 7523, OIDC RP-Initiated Logout).
+
+Nothing here forks Authlib: each class subclasses an Authlib grant, extension or endpoint and fills
+in its storage hooks, or tightens one check (PKCE S256 only, iss from the settings, times from the
+application clock instead of ``time.time()``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProtector
+from authlib.oauth2.rfc6749 import InvalidRequestError, OAuth2Request, grants
+from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
+from authlib.oauth2.rfc6750 import BearerTokenGenerator, BearerTokenValidator
+from authlib.oauth2.rfc7009 import RevocationEndpoint
+from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
+from authlib.oauth2.rfc7636 import CodeChallenge
+from authlib.oauth2.rfc7662 import IntrospectionEndpoint
+from authlib.oauth2.rfc9207 import IssuerParameter
+from authlib.oidc.core import OpenIDCode, OpenIDToken, UserInfoEndpoint
+from flask import g
+from flask import request as flask_request
+from joserfc import jwe
+from joserfc.jwk import KeySet
+
+from idp.clock import timestamp
+from idp.extensions import clock, redis_client, rkey, settings
+from idp.oidc import claims, keys, tokens
+from idp.oidc.clients import access_token_ttl, code_ttl, get_client, refresh_token_ttl
+from idp.oidc.models import AUTH_METHODS, Client, RefreshToken
+
+log = logging.getLogger(__name__)
+
+SCOPES = ["openid", "profile", "email", "birth", "identite_pivot"]
+
+
+# --- PKCE (RFC 7636), S256 only -------------------------------------------------------------
+class S256CodeChallenge(CodeChallenge):
+    """RFC 7636 restricted to S256 (RFC 9700 §2.1.1): ``plain`` and a challenge without a method are
+    refused; a challenge is required from public clients and from clients registered with
+    ``pkce_required``; a verifier without a challenge is refused (Authlib already does this)."""
+
+    DEFAULT_CODE_CHALLENGE_METHOD = "S256"
+    SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]  # noqa: RUF012 - overrides Authlib's class attribute
+
+    def validate_code_challenge(self, grant: Any, redirect_uri: str) -> None:
+        """Authorization request checks (RFC 7636 §4.3), stricter than Authlib's defaults."""
+        data = grant.request.payload.data
+        challenge, method = data.get("code_challenge"), data.get("code_challenge_method")
+        client: Client = grant.request.client
+        if not challenge and (client.is_public or client.pkce_required):
+            raise InvalidRequestError("PKCE is required: send code_challenge with code_challenge_method=S256.")
+        if challenge and method != "S256":
+            raise InvalidRequestError("Only code_challenge_method=S256 is supported.")
+        super().validate_code_challenge(grant, redirect_uri)
+
+
+# --- the ID token (OIDC Core §2, §3.1.3.6) ----------------------------------------------------
+class _IdTokenMixin:
+    """ID token claims from the application clock, the settings and the authentication context."""
+
+    def get_client_algorithm(self, client: Client) -> str:
+        """RS256 by default, ES256 when the client registered it."""
+        return client.id_token_signed_response_alg or settings().signing_alg
+
+    def resolve_client_private_key(self, client: Client) -> KeySet:
+        """The current key for the client's algorithm; joserfc copies its ``kid`` into the header."""
+        return keys.signing_keyset(self.get_client_algorithm(client))
+
+    def get_compatible_claims(self, request: OAuth2Request) -> dict[str, Any]:
+        """iss, aud, azp, iat, exp, auth_time, acr, amr, sid (times from the app clock)."""
+        user: tokens.EndUser = request.user
+        client: Client = request.client
+        g.oidc_client = client  # generate_user_info, called next by Authlib, only receives the user
+        now = timestamp(clock().now())
+        result: dict[str, Any] = {
+            "iss": settings().issuer, "aud": client.client_id, "azp": client.client_id,
+            "iat": now, "exp": now + settings().id_token_ttl,
+            "auth_time": user.auth_time, "acr": user.acr, "amr": list(user.amr),
+        }
+        if user.sid:
+            result["sid"] = user.sid
+        return result
+
+    def generate_user_info(self, user: tokens.EndUser, scope: str) -> dict[str, Any]:
+        """``sub`` plus the claims the ``claims`` parameter asked for in the ID token (Core §5.5)."""
+        client: Client = g.oidc_client
+        names = claims.requested_claims(scope, user.claims, "id_token")
+        return {"sub": claims.subject(client, user.account_id), **claims.identity_claims(user.account_id, names)}
+
+
+class IdpOpenIDCode(_IdTokenMixin, OpenIDCode):
+    """OpenID Connect on the code grant: ID token with nonce, at_hash, auth_time, acr, amr."""
+
+    def exists_nonce(self, nonce: str, request: OAuth2Request) -> bool:
+        """The nonce protects the RP, which checks it in the ID token (Core §15.5.2); refusing a
+        repeated one here would only break a reloaded authorization page, so none is refused."""
+        return False
+
+
+class IdpOpenIDRefresh(_IdTokenMixin, OpenIDToken):
+    """A fresh ID token on refresh (Core §12.2), same sub and auth context, no nonce."""
+
+
+# --- grants ----------------------------------------------------------------------------------
+class IdpAuthorizationCodeGrant(grants.AuthorizationCodeGrant):
+    """RFC 6749 §4.1 with codes in Redis (single use, replay revokes what they issued)."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS = list(AUTH_METHODS)  # noqa: RUF012
+
+    def save_authorization_code(self, code: str, request: OAuth2Request) -> None:
+        """Remember the request and the authentication context with the code."""
+        user: tokens.EndUser = request.user
+        data = request.payload.data
+        client: Client = request.client
+        tokens.save_code(code, tokens.AuthorizationCode(
+            client_id=client.client_id, redirect_uri=request.payload.redirect_uri, scope=request.scope or "",
+            nonce=data.get("nonce"), code_challenge=data.get("code_challenge"),
+            code_challenge_method=data.get("code_challenge_method"),
+            expires_at=timestamp(clock().now()) + code_ttl(client), user=user.auth()))
+
+    def query_authorization_code(self, code: str, client: Client) -> tokens.AuthorizationCode | None:
+        """Take the code (atomic) and check it was issued to this client."""
+        record = tokens.redeem_code(code)
+        if record is None or record.client_id != client.client_id:
+            return None
+        self._code = code
+        return record
+
+    def delete_authorization_code(self, authorization_code: tokens.AuthorizationCode) -> None:
+        """Already deleted when redeemed; remember what it issued for replay detection."""
+        issued = getattr(self.request, "issued", None)
+        if issued:
+            tokens.remember_code_issue(self._code, *issued)
+
+    def authenticate_user(self, authorization_code: tokens.AuthorizationCode) -> tokens.EndUser | None:
+        """The account the code was issued to, if it still exists."""
+        return _existing(authorization_code.end_user())
+
+
+class IdpRefreshTokenGrant(grants.RefreshTokenGrant):
+    """RFC 6749 §6 with rotation and family revocation on reuse (RFC 9700 §4.14.2)."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS = list(AUTH_METHODS)  # noqa: RUF012
+    INCLUDE_NEW_REFRESH_TOKEN = True
+
+    def authenticate_refresh_token(self, refresh_token: str) -> RefreshToken | None:
+        """The usable token of this client; a rotated one presented again revokes its family."""
+        record = tokens.find_refresh_token(refresh_token)
+        client: Client = self.request.client
+        if record is None or record.client_id != client.client_id:
+            return None  # bound to its client: another client's token is invalid_grant
+        if not refresh_token_usable(record):
+            return None
+        if not tokens.claim_rotation(record):  # rotated before: stolen or replayed
+            log.warning("refresh token reuse: family revoked", extra={"client_id": client.client_id})
+            tokens.revoke_family(record.family_id)
+            return None
+        g.oidc_refresh_family = record
+        return record
+
+    def authenticate_user(self, refresh_token: RefreshToken) -> tokens.EndUser | None:
+        """The account of the family, if it still exists."""
+        return _existing(tokens.EndUser(**refresh_token.auth))
+
+    def revoke_old_credential(self, refresh_token: RefreshToken) -> None:
+        """Already marked rotated (atomically) in authenticate_refresh_token."""
+
+
+def refresh_token_usable(record: RefreshToken) -> bool:
+    """Not expired (absolute family life) and not revoked; rotation is claimed separately."""
+    expires_at = keys.aware(record.expires_at)
+    return not record.revoked and expires_at is not None and clock().now() < expires_at
+
+
+def _existing(user: tokens.EndUser) -> tokens.EndUser | None:
+    from idp.accounts.models import Account
+    from idp.extensions import db
+
+    account = db.session.get(Account, user.account_id)
+    return user if account is not None and account.is_active else None
+
+
+# --- client authentication: private_key_jwt (RFC 7523 §2.2, OIDC Core §9) --------------------
+class PrivateKeyJwt(JWTBearerClientAssertion):
+    """``private_key_jwt``: an assertion signed with a key from the client's JWKS or jwks_uri."""
+
+    CLIENT_AUTH_METHOD = "private_key_jwt"
+
+    def get_audiences(self) -> list[str]:
+        """The issuer and its token endpoint are both accepted as audience."""
+        issuer = settings().issuer
+        return [issuer, f"{issuer}/token", f"{issuer}/revoke", f"{issuer}/introspect"]
+
+    def validate_jti(self, claims: dict[str, Any], jti: str) -> bool:
+        """Each assertion is single use."""
+        return bool(redis_client().set(rkey("jti", claims["sub"], str(jti)[:128]), "1", nx=True, ex=3600))
+
+    def resolve_client_public_key(self, client: Client) -> KeySet:
+        """The client's registered keys."""
+        return client_keyset(client)
+
+
+def client_keyset(client: Client) -> KeySet:
+    """The client's public keys, registered inline or fetched from its jwks_uri (short timeout)."""
+    if client.jwks:
+        return KeySet.import_key_set(client.jwks)  # type: ignore[arg-type]
+    if client.jwks_uri:
+        import requests
+
+        response = requests.get(client.jwks_uri, timeout=3)
+        response.raise_for_status()
+        return KeySet.import_key_set(response.json())
+    raise InvalidRequestError("The client has no registered keys.")
+
+
+# --- tokens ----------------------------------------------------------------------------------
+def _save_token(token: dict[str, Any], request: OAuth2Request) -> None:
+    """Store what the generator made: access token in Redis, refresh token in its family."""
+    client: Client = request.client
+    user: tokens.EndUser = request.user
+    family: RefreshToken | None = g.get("oidc_refresh_family")
+    new_family_id = None
+    if token.get("refresh_token"):
+        record = tokens.issue_refresh_token(token["refresh_token"], client=client, scope=token.get("scope", ""),
+                                            user=user, family=family, lifetime=refresh_token_ttl(client))
+        new_family_id = record.family_id
+    tokens.store_access_token(token["access_token"], client=client, scope=token.get("scope", ""), user=user,
+                              expires_in=int(token["expires_in"]), family_id=new_family_id)
+    request.issued = (token["access_token"], new_family_id)
+
+
+class IdpAuthorizationServer(AuthorizationServer):
+    """Flask authorization server whose requests can also be rebuilt from a stored interaction."""
+
+    def create_oauth2_request(self, request: Any) -> OAuth2Request:
+        """The live Flask request, or a resumed authorization request (dict of its parameters)."""
+        if isinstance(request, dict):
+            rebuilt = OAuth2Request("GET", settings().issuer + "/authorize", headers={})
+            rebuilt.payload = BasicOAuth2Payload(dict(request))
+            return rebuilt
+        if isinstance(request, OAuth2Request):
+            return request
+        return super().create_oauth2_request(request)
+
+
+class Issuer(IssuerParameter):
+    """RFC 9207: ``iss`` on every authorization response, errors included."""
+
+    def get_issuer(self) -> str:
+        """The configured issuer."""
+        return settings().issuer
+
+
+def _generate_token(*, grant_type: str, client: Client, user: Any = None, scope: str | None = None,
+                    expires_in: int | None = None, include_refresh_token: bool = True) -> dict[str, Any]:
+    generator = BearerTokenGenerator(lambda **_: tokens.new_opaque_token(), lambda **_: tokens.new_opaque_token(),
+                                     lambda c, _grant: access_token_ttl(c))
+    return generator(grant_type, client, user, scope, expires_in, include_refresh_token)
+
+
+# --- resource endpoints ----------------------------------------------------------------------
+class AccessTokenValidator(BearerTokenValidator):
+    """RFC 6750 bearer tokens from the Redis store."""
+
+    def authenticate_token(self, token_string: str) -> tokens.AccessToken | None:
+        """The live access token, or None."""
+        return tokens.find_access_token(token_string)
+
+
+class FormBearerProtector(ResourceProtector):
+    """Accepts the token in the Authorization header or, for POST, in the form body (RFC 6750 §2.2)."""
+
+    def parse_request_authorization(self, request: Any) -> Any:
+        """Header first; then ``access_token`` in an url-encoded POST body."""
+        if not request.headers.get("Authorization") and flask_request.method == "POST" \
+                and flask_request.mimetype == "application/x-www-form-urlencoded" \
+                and flask_request.form.get("access_token"):
+            return self.get_token_validator("bearer"), flask_request.form["access_token"]
+        return super().parse_request_authorization(request)
+
+
+class IdpUserInfo(UserInfoEndpoint):
+    """OIDC Core §5.3: claims by scope and ``claims`` parameter; signed (and encrypted) JWT when the
+    client registered ``userinfo_signed_response_alg`` (and ``userinfo_encrypted_response_alg``)."""
+
+    def get_issuer(self) -> str:
+        """The configured issuer."""
+        return settings().issuer
+
+    def generate_user_info(self, user: tokens.EndUser, scope: str) -> dict[str, Any]:
+        """sub plus the claims the scopes and the ``claims`` parameter asked for."""
+        from authlib.integrations.flask_oauth2 import current_token
+
+        client: Client = current_token.get_client()
+        names = claims.requested_claims(scope, user.claims, "userinfo")
+        return {"sub": claims.subject(client, user.account_id), **claims.identity_claims(user.account_id, names)}
+
+    def resolve_private_key(self) -> KeySet:
+        """The current key for the client's userinfo signing algorithm."""
+        from authlib.integrations.flask_oauth2 import current_token
+
+        client: Client = current_token.get_client()
+        return keys.signing_keyset(client.userinfo_signed_response_alg or settings().signing_alg)
+
+    def get_supported_algorithms(self) -> list[str]:
+        """Only the algorithms we hold keys for."""
+        return list(keys.ALGORITHMS)
+
+    def __call__(self, request: OAuth2Request) -> tuple[int, Any, list[tuple[str, str]]]:
+        """Authlib's answer, then JWE-encrypted to the client's key when it asked (FranceConnect+)."""
+        import json
+
+        from authlib.integrations.flask_oauth2 import current_token
+
+        status, body, headers = super().__call__(request)
+        client: Client | None = current_token.get_client() if current_token else None
+        if client is None or not client.userinfo_encrypted_response_alg:
+            return status, body, headers
+        plaintext = body if isinstance(body, str) else json.dumps(body)
+        protected = {"alg": client.userinfo_encrypted_response_alg,
+                     "enc": client.userinfo_encrypted_response_enc or "A256GCM",
+                     "cty": "JWT" if isinstance(body, str) else "json"}
+        encrypted = jwe.encrypt_compact(protected, plaintext, client_keyset(client),
+                                        algorithms=[protected["alg"], protected["enc"]])
+        return status, encrypted, [("Content-Type", "application/jwt")]
+
+
+class IdpRevocation(RevocationEndpoint):
+    """RFC 7009: access tokens are deleted; a refresh token revokes its whole family."""
+
+    CLIENT_AUTH_METHODS = list(AUTH_METHODS)  # noqa: RUF012
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> Any:
+        """Access token or refresh token (the hint only orders the look-ups)."""
+        return _find_any_token(token_string, token_type_hint)
+
+    def revoke_token(self, token: Any, request: OAuth2Request) -> None:
+        """Revoke it (and, for a refresh token, its family and their access tokens)."""
+        if isinstance(token, tokens.AccessToken):
+            tokens.revoke_access_token(token)
+        elif isinstance(token, RefreshToken):
+            tokens.revoke_family(token.family_id)
+
+
+class IdpIntrospection(IntrospectionEndpoint):
+    """RFC 7662: a client may introspect the tokens issued to it."""
+
+    CLIENT_AUTH_METHODS = list(AUTH_METHODS)  # noqa: RUF012
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> Any:
+        """Access token or refresh token."""
+        token = _find_any_token(token_string, token_type_hint)
+        return _RefreshView(token) if isinstance(token, RefreshToken) else token
+
+    def check_permission(self, token: Any, client: Client, request: OAuth2Request) -> bool:
+        """Only the client the token was issued to."""
+        return bool(token.client_id == client.client_id)
+
+    def introspect_token(self, token: Any) -> dict[str, Any]:
+        """RFC 7662 §2.2 members (sub as that client sees it)."""
+        client = get_client(token.client_id)
+        user = token.get_user()
+        return {"active": True, "client_id": token.client_id, "scope": token.get_scope(),
+                "token_type": token.token_type, "sub": claims.subject(client, user.account_id) if client else None,
+                "aud": token.client_id, "iss": settings().issuer, "exp": token.expires_at_ts,
+                "iat": token.issued_at_ts}
+
+
+class _RefreshView:
+    """A refresh token record with the TokenMixin methods introspection needs."""
+
+    token_type = "refresh_token"
+
+    def __init__(self, record: RefreshToken) -> None:
+        self.record = record
+        self.client_id = record.client_id
+        self.expires_at_ts = tokens.expires_at_timestamp(record)
+        issued = keys.aware(record.issued_at)
+        self.issued_at_ts = timestamp(issued) if issued else 0
+
+    def is_expired(self) -> bool:
+        """Past the family's absolute life."""
+        return not refresh_token_usable(self.record)
+
+    def is_revoked(self) -> bool:
+        """Revoked or already rotated."""
+        return self.record.revoked or self.record.rotated_at is not None
+
+    def get_scope(self) -> str:
+        """Granted scope."""
+        return self.record.scope
+
+    def get_user(self) -> tokens.EndUser:
+        """Owner."""
+        return tokens.EndUser(**self.record.auth)
+
+
+def _find_any_token(token_string: str, hint: str | None) -> Any:
+    finders = [tokens.find_access_token, tokens.find_refresh_token]
+    if hint == "refresh_token":
+        finders.reverse()
+    for finder in finders:
+        found = finder(token_string)
+        if found is not None:
+            return found
+    return None
+
+
+# --- assembly --------------------------------------------------------------------------------
+def init_server(app: Any) -> IdpAuthorizationServer:
+    """A server for this application, with grants, extensions and endpoints registered."""
+    from idp.oidc.logout import IdpEndSession
+
+    server = IdpAuthorizationServer()
+    server.init_app(app, query_client=get_client, save_token=_save_token)
+    server.register_token_generator("default", _generate_token)
+    server.scopes_supported = SCOPES
+    server.register_client_auth_method("private_key_jwt", PrivateKeyJwt())
+    server.register_grant(IdpAuthorizationCodeGrant, [S256CodeChallenge(required=True), IdpOpenIDCode()])
+    server.register_grant(IdpRefreshTokenGrant, [IdpOpenIDRefresh()])
+    server.register_extension(Issuer())
+    server.register_endpoint(IdpRevocation)
+    server.register_endpoint(IdpIntrospection)
+    protector = FormBearerProtector()
+    protector.register_token_validator(AccessTokenValidator())
+    server.register_endpoint(IdpUserInfo(resource_protector=protector))
+    server.register_endpoint(IdpEndSession)
+    app.extensions["idp.oidc.server"] = server
+    return server
+
+
+def current_server() -> IdpAuthorizationServer:
+    """The authorization server of the current application."""
+    from flask import current_app
+
+    return current_app.extensions["idp.oidc.server"]
+
+
+def add_issuer(response: Any) -> Any:
+    """RFC 9207 ``iss`` on an authorization error redirect built outside Authlib's response path."""
+    Issuer().add_issuer_parameter(current_server(), response)
+    return response

@@ -1,0 +1,271 @@
+"""Authorization codes, access tokens and refresh-token families.
+
+- Codes (RFC 6749 §4.1.2) live in Redis under the hash of the code, are read and deleted in one
+  atomic GETDEL (two parallel redemptions cannot both succeed) and leave a "used" marker that
+  remembers what they issued, so that a replayed code revokes those tokens (RFC 6749 §4.1.2).
+- Access tokens are opaque, kept in Redis under their hash with their expiry (decided by the app
+  clock, the TTL only cleans up), and indexed by refresh family for revocation.
+- Refresh tokens are durable (SQL), hashed, bound to their client, rotated on every use inside a
+  family with an absolute expiry; presenting a rotated token again revokes the whole family
+  (RFC 9700 §4.14.2).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+
+from idp.clock import timestamp
+from idp.crypto import hash_token, new_token
+from idp.extensions import clock, db, redis_client, rkey
+from idp.oidc.clients import get_client
+from idp.oidc.keys import aware
+from idp.oidc.models import Client, RefreshToken
+
+USED_CODE_TTL = 24 * 3600  # how long a redeemed code is remembered (replay detection)
+
+
+@dataclass(kw_only=True)
+class EndUser:
+    """The authenticated person as the grants see it: account and how they authenticated."""
+
+    account_id: str
+    auth_time: int
+    acr: str
+    amr: list[str]
+    sid: str = ""  # public session identifier for logout (a hash, never the cookie value)
+    claims: dict[str, Any] = field(default_factory=dict)  # the OIDC ``claims`` request parameter
+
+    def auth(self) -> dict[str, Any]:
+        """The authentication context to store with a code or token."""
+        return asdict(self)
+
+
+@dataclass(kw_only=True)
+class AuthorizationCode:
+    """A stored code (Authlib's AuthorizationCodeMixin interface)."""
+
+    client_id: str
+    redirect_uri: str
+    scope: str
+    nonce: str | None
+    code_challenge: str | None
+    code_challenge_method: str | None
+    expires_at: int
+    user: dict[str, Any]
+
+    def get_redirect_uri(self) -> str:
+        """The redirect URI of the authorization request."""
+        return self.redirect_uri
+
+    def get_scope(self) -> str:
+        """The granted scope."""
+        return self.scope
+
+    def get_nonce(self) -> str | None:
+        """The request's nonce (copied into the ID token)."""
+        return self.nonce
+
+    def get_auth_time(self) -> int:
+        """When the person authenticated."""
+        return int(self.user["auth_time"])
+
+    def get_acr(self) -> str:
+        """The achieved acr."""
+        return str(self.user["acr"])
+
+    def get_amr(self) -> list[str]:
+        """The completed methods (RFC 8176)."""
+        return list(self.user["amr"])
+
+    def end_user(self) -> EndUser:
+        """The person the code was issued to."""
+        return EndUser(**self.user)
+
+
+def save_code(code: str, record: AuthorizationCode) -> None:
+    """Store a new code (single use)."""
+    ttl = max(1, record.expires_at - timestamp(clock().now())) + 60
+    redis_client().set(rkey("code", hash_token(code)), json.dumps(asdict(record)), ex=ttl)
+
+
+def redeem_code(code: str) -> AuthorizationCode | None:
+    """Take the code (atomic GETDEL); a second redemption revokes what the first one issued."""
+    digest = hash_token(code)
+    raw = redis_client().getdel(rkey("code", digest))
+    if raw is None:
+        revoke_code_issue(digest)
+        return None
+    # Mark it used before anything else can fail, so a replay is always recognised.
+    redis_client().set(rkey("code-used", digest), json.dumps({}), ex=USED_CODE_TTL)
+    record = AuthorizationCode(**json.loads(raw))
+    if timestamp(clock().now()) >= record.expires_at:
+        return None
+    return record
+
+
+def remember_code_issue(code: str, access_token: str, family_id: str | None) -> None:
+    """Remember what a redeemed code issued (revoked if the code is replayed)."""
+    issued = {"access": hash_token(access_token), "family": family_id}
+    redis_client().set(rkey("code-used", hash_token(code)), json.dumps(issued), ex=USED_CODE_TTL)
+
+
+def revoke_code_issue(code_digest: str) -> bool:
+    """A replayed code: revoke the access token and the refresh family it issued; True if it was known."""
+    raw = redis_client().get(rkey("code-used", code_digest))
+    if raw is None:
+        return False
+    issued = json.loads(raw)
+    if issued.get("access"):
+        redis_client().delete(rkey("at", issued["access"]))
+    if issued.get("family"):
+        revoke_family(issued["family"])
+    return True
+
+
+# --- access tokens ---------------------------------------------------------------------------
+@dataclass(kw_only=True)
+class AccessToken:
+    """An issued access token (Authlib's TokenMixin interface)."""
+
+    digest: str
+    client_id: str
+    scope: str
+    issued_at: int
+    expires_at: int
+    user: dict[str, Any]
+    family_id: str | None = None
+
+    token_type = "access_token"
+
+    @property
+    def expires_at_ts(self) -> int:
+        """Expiry timestamp (introspection ``exp``)."""
+        return self.expires_at
+
+    @property
+    def issued_at_ts(self) -> int:
+        """Issue timestamp (introspection ``iat``)."""
+        return self.issued_at
+
+    def check_client(self, client: Client) -> bool:
+        """Issued to ``client``?"""
+        return self.client_id == client.client_id
+
+    def get_scope(self) -> str:
+        """Granted scope."""
+        return self.scope
+
+    def get_expires_in(self) -> int:
+        """Lifetime in seconds."""
+        return self.expires_at - self.issued_at
+
+    def is_expired(self) -> bool:
+        """Decided by the app clock."""
+        return timestamp(clock().now()) >= self.expires_at
+
+    def is_revoked(self) -> bool:
+        """Revoked tokens are deleted, so a loaded one is not revoked."""
+        return False
+
+    def get_user(self) -> EndUser:
+        """The person the token was issued to."""
+        return EndUser(**self.user)
+
+    def get_client(self) -> Client | None:
+        """The client the token was issued to."""
+        return get_client(self.client_id)
+
+
+def store_access_token(token: str, *, client: Client, scope: str, user: EndUser, expires_in: int,
+                       family_id: str | None) -> AccessToken:
+    """Save a new access token under its hash."""
+    now = timestamp(clock().now())
+    record = AccessToken(digest=hash_token(token), client_id=client.client_id, scope=scope, issued_at=now,
+                         expires_at=now + expires_in, user=user.auth(), family_id=family_id)
+    data = {k: v for k, v in asdict(record).items() if k != "digest"}
+    redis_client().set(rkey("at", record.digest), json.dumps(data), ex=expires_in + 60)
+    if family_id:
+        redis_client().sadd(rkey("at-family", family_id), record.digest)
+        redis_client().expire(rkey("at-family", family_id), expires_in + 60)
+    return record
+
+
+def find_access_token(token: str) -> AccessToken | None:
+    """The live access token, or None (unknown, revoked or expired)."""
+    if not token or len(token) > 200:
+        return None
+    digest = hash_token(token)
+    raw = redis_client().get(rkey("at", digest))
+    if raw is None:
+        return None
+    record = AccessToken(digest=digest, **json.loads(raw))
+    return None if record.is_expired() else record
+
+
+def revoke_access_token(record: AccessToken) -> None:
+    """RFC 7009: the access token stops working at once."""
+    redis_client().delete(rkey("at", record.digest))
+
+
+# --- refresh tokens --------------------------------------------------------------------------
+def issue_refresh_token(token: str, *, client: Client, scope: str, user: EndUser,
+                        family: RefreshToken | None, lifetime: int) -> RefreshToken:
+    """Save a refresh token: a new family (code grant) or the successor in ``family`` (rotation)."""
+    now = clock().now()
+    record = RefreshToken(token_hash=hash_token(token), family_id=family.family_id if family else new_token(24),
+                          client_id=client.client_id, account_id=user.account_id, scope=scope, auth=user.auth(),
+                          issued_at=now,
+                          expires_at=aware(family.expires_at) if family else now + timedelta(seconds=lifetime))
+    db.session.add(record)
+    db.session.commit()
+    return record
+
+
+def find_refresh_token(token: str) -> RefreshToken | None:
+    """The refresh token record with this value (any state), or None."""
+    if not token or len(token) > 200:
+        return None
+    return db.session.scalars(select(RefreshToken).where(RefreshToken.token_hash == hash_token(token))).first()
+
+
+def refresh_token_usable(record: RefreshToken) -> bool:
+    """Not revoked, not rotated, and within the family's absolute life."""
+    expires_at = aware(record.expires_at)
+    return not record.revoked and record.rotated_at is None and expires_at is not None \
+        and clock().now() < expires_at
+
+
+def claim_rotation(record: RefreshToken) -> bool:
+    """Atomically mark the token as used; False when someone used it already (reuse)."""
+    result = db.session.execute(update(RefreshToken)
+                                .where(RefreshToken.id == record.id, RefreshToken.rotated_at.is_(None))
+                                .values(rotated_at=clock().now()))
+    db.session.commit()
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
+def revoke_family(family_id: str) -> None:
+    """Revoke every refresh token of a family and the access tokens it issued."""
+    db.session.execute(update(RefreshToken).where(RefreshToken.family_id == family_id).values(revoked=True))
+    db.session.commit()
+    members = redis_client().smembers(rkey("at-family", family_id))
+    for digest in members:
+        redis_client().delete(rkey("at", digest.decode() if isinstance(digest, bytes) else digest))
+    redis_client().delete(rkey("at-family", family_id))
+
+
+def new_opaque_token() -> str:
+    """A 256-bit opaque token value."""
+    return new_token(32)
+
+
+def expires_at_timestamp(record: RefreshToken) -> int:
+    """The family's absolute expiry as a timestamp."""
+    expires_at = aware(record.expires_at)
+    return timestamp(expires_at) if expires_at else 0
+

@@ -1,0 +1,230 @@
+"""HTTP views of the provider: thin wrappers around :mod:`idp.oidc.authorize`, the Authlib server
+and the session store.
+
+Blueprints: ``oidc`` (pages people's browsers reach: /authorize, /authorize/resume, /logout) and
+``oidc_api`` (JSON for RPs: discovery, JWKS, token, userinfo, revocation, introspection), which
+:func:`idp.errors.wants_json` answers in JSON and which is CSRF-exempt.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from authlib.oauth2 import OAuth2Error
+from flask import Blueprint, g, jsonify, make_response, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_wtf.csrf import CSRFError, validate_csrf
+from werkzeug.routing import BuildError
+from wtforms import ValidationError
+
+from idp.clock import timestamp
+from idp.errors import BadRequest
+from idp.extensions import clock, settings
+from idp.login import interaction as interaction_cookie
+from idp.login import sessions as session_module
+from idp.login.interaction import Interaction, interactions
+from idp.login.policy import authentication_context
+from idp.login.sessions import BrowserSession, sessions
+from idp.oidc import authorize as authz
+from idp.oidc import discovery, keys
+from idp.oidc.clients import get_client
+from idp.oidc.server import add_issuer, current_server
+from idp.oidc.tokens import EndUser
+
+oidc_bp = Blueprint("oidc", __name__)
+api_bp = Blueprint("oidc_api", __name__)
+
+
+class InteractionLost(BadRequest):
+    """The login interaction is missing, expired or already used."""
+
+    title = "Connexion expirée"
+    description = ("Votre demande de connexion a expiré ou a déjà été utilisée. Retournez sur le site du service "
+                   "et recommencez.")
+
+
+class LogoutRequestInvalid(BadRequest):
+    """A logout request we cannot trust (bad id_token_hint, client mismatch): no redirect."""
+
+    title = "Déconnexion impossible"
+    description = ("La demande de déconnexion est invalide. Par sécurité, vous n'êtes pas redirigé vers le "
+                   "service. Fermez votre navigateur pour terminer votre session.")
+
+
+# --- helpers ---------------------------------------------------------------------------------
+def _browser_session() -> BrowserSession | None:
+    return sessions.get(request.cookies.get(session_module.cookie_name()))
+
+
+def _login_url() -> str:
+    """The login page of the login area; /connexion when its blueprint is not registered (yet)."""
+    try:
+        return url_for("login.start")
+    except BuildError:
+        return "/connexion"
+
+
+def _error_response(error: OAuth2Error) -> ResponseReturnValue:
+    """Redirect errors (with iss, RFC 9207) when the redirect URI is trusted; a French page otherwise."""
+    if error.redirect_uri:
+        return add_issuer(current_server().handle_error_response(None, error))
+    raise BadRequest(detail=f"authorization request refused: {error.error}")
+
+
+def _issue(params: dict[str, str], end_user: EndUser, session: BrowserSession) -> Any:
+    """Authlib validates the request again and answers with the code (and iss)."""
+    server = current_server()
+    grant = server.get_consent_grant(request=params, end_user=end_user)
+    response = server.create_authorization_response(request=grant.request, grant_user=end_user, grant=grant)
+    sessions.add_client(session, params["client_id"])
+    return response
+
+
+def _set_session_cookie(response: Any, session: BrowserSession) -> None:
+    response.set_cookie(session_module.cookie_name(), session.id, path="/", secure=settings().secure_cookies,
+                        httponly=True, samesite="Lax")
+
+
+# --- authorization endpoint ------------------------------------------------------------------
+@oidc_bp.route("/authorize", methods=["GET", "POST"])
+def authorize() -> ResponseReturnValue:
+    """RFC 6749 §4.1.1 / OIDC Core §3.1.2.1: answer from the session or start a login interaction."""
+    session = _browser_session()
+    try:
+        decision = authz.decide(request.values.to_dict(flat=True), session)
+        if decision.end_user is not None and session is not None:
+            return _issue(decision.params, decision.end_user, session)
+    except OAuth2Error as error:
+        return _error_response(error)
+    started = interactions.create(client_id=decision.client.client_id, client_kind=decision.client.kind,
+                                  request=decision.params, reasons=decision.reasons)
+    started.data["require_email_code"] = decision.require_email_code
+    if decision.required_acr:
+        started.data["required_acr"] = decision.required_acr
+    interactions.save(started)
+    response = redirect(_login_url(), 303)
+    interaction_cookie.set_cookie(response, started)
+    return response
+
+
+@oidc_bp.get("/authorize/resume")
+def resume() -> ResponseReturnValue:
+    """The login finished: consume the interaction, open a NEW browser session, answer the RP."""
+    pending = interaction_cookie.current()
+    if pending is None:
+        raise InteractionLost(detail="no interaction")
+    if pending.step != "done" or not pending.account_id:
+        return redirect(_login_url(), 303)
+    finished = interactions.consume(pending.id)
+    client = get_client(pending.client_id)
+    if finished is None or client is None or finished.account_id is None:
+        raise InteractionLost(detail="interaction consumed concurrently or client gone")
+    old = _browser_session()
+    if old is not None:
+        sessions.end(old)
+    session, end_user = _open_session(finished)
+    try:
+        if authz.unmet_acr(finished.request, end_user.acr, client):
+            raise authz.UnmetAuthenticationRequirements(
+                "The authentication level is lower than requested.", redirect_uri=finished.request["redirect_uri"],
+                state=finished.request.get("state"))
+        response = _issue(finished.request, end_user, session)
+    except OAuth2Error as error:
+        response = _error_response(error)
+    response = make_response(response)
+    _set_session_cookie(response, session)
+    interaction_cookie.clear_cookie(response)
+    return response
+
+
+def _open_session(finished: Interaction) -> tuple[BrowserSession, EndUser]:
+    assert finished.account_id is not None
+    acr, amr = authentication_context(finished.amr)
+    acr = finished.acr or acr
+    auth_time = finished.auth_time or timestamp(clock().now())
+    session = sessions.create(account_id=finished.account_id, auth_time=auth_time, amr=amr, acr=acr)
+    claims_request = authz.parse_claims(finished.request, finished.request["redirect_uri"])
+    return session, authz.end_user_from_session(session, claims_request)
+
+
+# --- logout ----------------------------------------------------------------------------------
+@oidc_bp.route("/logout", methods=["GET", "POST"])
+def logout() -> ResponseReturnValue:
+    """OIDC RP-Initiated Logout: redirect only with a valid hint and a registered URI (+ state)."""
+    confirmed = request.method == "POST" and request.form.get("confirm") == "1"
+    if confirmed:
+        try:
+            validate_csrf(request.form.get("csrf_token"))
+        except (CSRFError, ValidationError):
+            raise BadRequest(detail="logout confirmation without a valid CSRF token") from None
+    server = current_server()
+    try:
+        validated = server.validate_endpoint_request("end_session")
+    except OAuth2Error:
+        raise LogoutRequestInvalid(detail="invalid end_session request") from None
+    if validated.needs_confirmation and not confirmed:
+        kept = {k: v for k, v in request.values.items() if k in ("client_id", "post_logout_redirect_uri", "state")}
+        return render_template("oidc/logout_confirm.html", params=kept, client=validated.client)
+    g.oidc_browser_session = _browser_session()
+    response = server.create_endpoint_response("end_session", validated)
+    if response is None:
+        response = redirect(url_for("oidc.logged_out"), 303) if request.method == "POST" else \
+            make_response(render_template("oidc/logged_out.html"))
+    elif request.method == "POST":
+        response.status_code = 303
+    response.delete_cookie(session_module.cookie_name(), path="/", secure=settings().secure_cookies, httponly=True,
+                           samesite="Lax")
+    return response
+
+
+@oidc_bp.get("/logout/termine")
+def logged_out() -> ResponseReturnValue:
+    """The French "Vous êtes déconnecté" page."""
+    return render_template("oidc/logged_out.html")
+
+
+# --- API -------------------------------------------------------------------------------------
+def _no_store(response: Any) -> Any:
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    return response
+
+
+@api_bp.get("/.well-known/openid-configuration")
+def openid_configuration() -> ResponseReturnValue:
+    """OIDC Discovery 1.0 §3 metadata."""
+    response = jsonify(discovery.metadata())
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+@api_bp.get("/jwks")
+def jwks() -> ResponseReturnValue:
+    """The published signing keys (next, current, recently retired)."""
+    response = jsonify(keys.public_jwks())
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+@api_bp.post("/token")
+def token() -> ResponseReturnValue:
+    """RFC 6749 §3.2: code and refresh_token grants."""
+    return _no_store(current_server().create_token_response())
+
+
+@api_bp.route("/userinfo", methods=["GET", "POST"])
+def userinfo() -> ResponseReturnValue:
+    """OIDC Core §5.3 (Bearer header or form body)."""
+    return _no_store(current_server().create_endpoint_response("userinfo"))
+
+
+@api_bp.post("/revoke")
+def revoke() -> ResponseReturnValue:
+    """RFC 7009."""
+    return _no_store(current_server().create_endpoint_response("revocation"))
+
+
+@api_bp.post("/introspect")
+def introspect() -> ResponseReturnValue:
+    """RFC 7662."""
+    return _no_store(current_server().create_endpoint_response("introspection"))
