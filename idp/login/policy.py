@@ -76,6 +76,8 @@ def mfa_requested(interaction: Interaction) -> bool:
     """True when the RP asked (``acr_values``) for the multi-factor level only."""
     s = settings()
     wanted = (interaction.request.get("acr_values") or "").split()
+    if interaction.data.get("required_acr"):  # set by /authorize from acr_values or an essential acr claim
+        wanted = [str(interaction.data["required_acr"])]
     # eidas3 is above what this IdP can give; asking for it still means "at least two factors".
     strong = {s.acr_mfa, "eidas2", "eidas3"}
     return bool(wanted) and all(value in strong for value in wanted)
