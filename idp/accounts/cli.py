@@ -1,8 +1,48 @@
-"""``idp accounts`` and ``idp terms``."""
+"""``idp accounts create|show|unlock|reset`` and ``idp terms publish`` (DESIGN.md §6), all with ``--json``.
+
+Operators type NIRs here; the commands print them masked and never log them.
+"""
 
 from __future__ import annotations
 
+import sys
+from typing import Any
+
 import click
+
+from idp.cli import emit, json_option, with_app
+
+
+def _fail(message: str, as_json: bool, code: str) -> None:
+    emit({"error": code, "message": message}, as_json, f"Error: {message}")
+    sys.exit(1)
+
+
+def _parse_nir(text: str, as_json: bool) -> Any:
+    from idp.nir import InvalidNir, Nir
+
+    try:
+        return Nir.parse(text)
+    except InvalidNir as exc:
+        _fail(exc.reason, as_json, "invalid_nir")
+
+
+def _describe(account: Any) -> dict[str, Any]:
+    from idp.accounts import service
+    from idp.mfa import limits
+
+    lock = limits.account_lock(account.id)
+    terms = service.pending_terms(account)
+    return {"id": account.id, "nir": service.account_nir(account).masked(), "status": account.status,
+            "email": account.email, "email_validated": account.email_validated, "phone": account.phone,
+            "created_at": account.created_at, "password_changed_at": account.password_changed_at,
+            "last_login_at": account.last_login_at, "login_count": account.login_count,
+            "locked_until": lock.until if lock.locked else None,
+            "pending_terms": terms.version if terms else None}
+
+
+def _text(data: dict[str, Any]) -> str:
+    return "\n".join(f"{key}: {'' if value is None else value}" for key, value in data.items())
 
 
 @click.group("accounts")
@@ -10,6 +50,112 @@ def accounts_group() -> None:
     """Accounts: create, show, unlock, reset."""
 
 
+@accounts_group.command("create")
+@click.option("--nir", required=True, help="Numéro de sécurité sociale (13 or 15 characters).")
+@click.option("--password", required=True, help="Initial password (the password rules apply).")
+@click.option("--email", required=True, help="E-mail address.")
+@click.option("--email-validated", is_flag=True, help="Mark the e-mail as already validated.")
+@json_option
+@with_app
+def create(nir: str, password: str, email: str, email_validated: bool, as_json: bool) -> None:
+    """Create the account of an identity (the RFI phone number is copied when the identity is known)."""
+    from idp.accounts import service
+    from idp.rfi_adapter import IdentityNotFound, get_rfi
+
+    parsed = _parse_nir(nir, as_json)
+    phone = None
+    try:
+        phone = get_rfi().lookup(parsed).phone
+    except IdentityNotFound:
+        # Lenient on purpose (test and demo set-ups); the operator is told.
+        click.echo("Warning: this NIR is not in the identity registry (RFI).", err=True)
+    try:
+        account = service.create_account(parsed, password, email=email, email_validated=email_validated, phone=phone)
+    except service.PasswordRejected as exc:
+        _fail(" ".join(exc.reasons), as_json, exc.code)
+    except service.AccountExists:
+        _fail("an account already exists for this NIR", as_json, "account_exists")
+    data = _describe(account)
+    emit(data, as_json, f"Account created.\n{_text(data)}")
+
+
+def _load(nir: str, as_json: bool) -> Any:
+    from idp.accounts import service
+
+    account = service.find_account(_parse_nir(nir, as_json))
+    if account is None:
+        _fail("no account for this NIR", as_json, "not_found")
+    return account
+
+
+@accounts_group.command("show")
+@click.argument("nir")
+@json_option
+@with_app
+def show(nir: str, as_json: bool) -> None:
+    """Show an account (NIR masked, lock, pending terms)."""
+    emit(_describe(_load(nir, as_json)), as_json, _text(_describe(_load(nir, as_json))))
+
+
+@accounts_group.command("unlock")
+@click.argument("nir")
+@json_option
+@with_app
+def unlock(nir: str, as_json: bool) -> None:
+    """Clear the password and code locks and the code quota of an account."""
+    from idp import audit
+    from idp.mfa import limits
+
+    account = _load(nir, as_json)
+    limits.unlock_account(account.id)
+    audit.record("account.unlocked", account_id=account.id, actor="advisor")
+    emit({"id": account.id, "unlocked": True}, as_json, "Account unlocked.")
+
+
+@accounts_group.command("reset")
+@click.argument("nir")
+@click.option("--sms", is_flag=True, help="Then send a provisional code by SMS for the re-creation.")
+@json_option
+@with_app
+def reset(nir: str, sms: bool, as_json: bool) -> None:
+    """Advisor reset: delete the account, its credentials, sessions and trusted browsers (audit kept)."""
+    from idp.accounts import creation, service
+
+    account = _load(nir, as_json)
+    account_id = account.id
+    service.reset_account(account)
+    data: dict[str, Any] = {"id": account_id, "reset": True, "sms_sent_to": None}
+    if sms:
+        try:
+            data["sms_sent_to"] = creation.send_provisional_code(_parse_nir(nir, as_json))
+        except creation.NoPhone:
+            _fail("account reset, but the registry has no mobile number for this person", as_json, "no_phone")
+    emit(data, as_json, "Account reset." + (f" Provisional code sent by SMS to {data['sms_sent_to']}." if sms else ""))
+
+
 @click.group("terms")
 def terms_group() -> None:
     """Terms of use."""
+
+
+@terms_group.command("publish")
+@click.option("--version", "version", default=None, help="Version label (default: the date and time, UTC).")
+@click.option("--title", default="Conditions générales d'utilisation", show_default=True)
+@click.option("--body", default=None, help="Text of the terms (or --body-file).")
+@click.option("--body-file", type=click.File(encoding="utf-8"), default=None)
+@json_option
+@with_app
+def publish(version: str | None, title: str, body: str | None, body_file: Any, as_json: bool) -> None:
+    """Publish a terms version that every account accepts at its next login."""
+    from idp.accounts import service
+    from idp.errors import BadRequest
+    from idp.extensions import clock
+
+    text = body_file.read() if body_file is not None else (body or "Conditions générales d'utilisation du compte ameli.")
+    label = version or clock().now().strftime("%Y%m%d-%H%M%S")
+    try:
+        terms = service.publish_terms(label, title, text)
+    except BadRequest as exc:
+        _fail(exc.description, as_json, "duplicate_version")
+    data = {"id": terms.id, "version": terms.version, "title": terms.title, "published_at": terms.published_at}
+    emit(data, as_json, f"Terms {terms.version} published.")

@@ -101,9 +101,14 @@ def account_nir(account: Account) -> Nir:
 
 def identity_of(account: Account) -> Identity:
     """The account's RFI identity; raises IdentityNotFound or RegistryUnavailable (fail closed)."""
+    return identity_of_nir(account_nir(account))
+
+
+def identity_of_nir(nir: Nir) -> Identity:
+    """The RFI identity of ``nir``; raises IdentityNotFound or RegistryUnavailable."""
     from idp.rfi_adapter import get_rfi
 
-    return get_rfi().lookup(account_nir(account))
+    return get_rfi().lookup(nir)
 
 
 # --- passwords ----------------------------------------------------------------------------------
