@@ -26,6 +26,7 @@ from idp.login.sessions import BrowserSession
 from idp.oidc import claims, keys
 from idp.oidc.clients import get_client
 from idp.oidc.models import Client
+from idp.oidc.server import current_server
 from idp.oidc.tokens import EndUser
 
 # Parameters kept with the interaction; everything else is ignored (Core §3.1.2.1: unknown ones).
@@ -141,6 +142,8 @@ def decide(values: dict[str, str], session: BrowserSession | None) -> Decision:
         decision.end_user = end_user_from_session(session, claims_request)
     elif "none" in params.get("prompt", "").split():
         raise LoginRequiredError(redirect_uri=redirect_uri, state=state)
+    # Authlib's own checks (response_type, scope, PKCE, prompt) before anyone is asked to log in.
+    current_server().get_consent_grant(request=params, end_user=decision.end_user)
     return decision
 
 

@@ -136,6 +136,14 @@ class RefreshToken(Base):
     rotated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
 
+    def check_client(self, client: Client) -> bool:
+        """Bound to the client it was issued to (Authlib TokenMixin)."""
+        return self.client_id == client.client_id
+
+    def get_scope(self) -> str:
+        """Granted scope (Authlib TokenMixin)."""
+        return self.scope
+
 
 class SigningKey(Base):
     """A JWS signing key. States: ``next`` (published, not signing yet), ``current`` (signs),

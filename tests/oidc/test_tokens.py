@@ -1,0 +1,154 @@
+"""Refresh tokens (rotation, family revocation, client binding, absolute life), revocation (RFC 7009),
+introspection (RFC 7662) and client authentication methods."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.oidc.conftest import decode_id_token, flow, login, make_person, make_rp, redeem, token_request
+
+
+def _tokens(app: Any, client: Any, person: Any, rp: Any) -> dict[str, Any]:
+    f = flow(rp)
+    response = redeem(client, rp, login(app, client, person, f)["code"], f)
+    assert response.status_code == 200, response.json
+    return dict(response.json)
+
+
+def _refresh(client: Any, rp: Any, refresh_token: str) -> Any:
+    return token_request(client, rp, {"grant_type": "refresh_token", "refresh_token": refresh_token})
+
+
+def test_refresh_rotates_and_keeps_the_subject(app: Any, client: Any, person: Any, web_rp: Any) -> None:
+    first = _tokens(app, client, person, web_rp)
+    second = _refresh(client, web_rp, first["refresh_token"])
+    assert second.status_code == 200
+    assert second.json["refresh_token"] != first["refresh_token"]
+    assert second.headers["Cache-Control"] == "no-store"
+    old, new = decode_id_token(app, first["id_token"]), decode_id_token(app, second.json["id_token"])
+    assert new["sub"] == old["sub"] and new["auth_time"] == old["auth_time"] and "nonce" not in new
+
+
+def test_reused_refresh_token_revokes_the_family(app: Any, client: Any, person: Any, web_rp: Any) -> None:
+    first = _tokens(app, client, person, web_rp)
+    second = _refresh(client, web_rp, first["refresh_token"]).json
+    assert _refresh(client, web_rp, first["refresh_token"]).json["error"] == "invalid_grant"
+    assert _refresh(client, web_rp, second["refresh_token"]).json["error"] == "invalid_grant"
+    assert client.get("/userinfo", headers={"Authorization": f"Bearer {second['access_token']}"}).status_code == 401
+
+
+def test_refresh_token_of_another_client_is_invalid_grant(app: Any, client: Any, person: Any, web_rp: Any) -> None:
+    first = _tokens(app, client, person, web_rp)
+    thief = make_rp(app, "web")
+    assert _refresh(client, thief, first["refresh_token"]).json["error"] == "invalid_grant"
+    assert _refresh(client, web_rp, first["refresh_token"]).status_code == 200, "the owner is not punished"
+
+
+def test_refresh_family_has_an_absolute_life(app: Any, client: Any, clock: Any, person: Any, web_rp: Any) -> None:
+    tokens = _tokens(app, client, person, web_rp)
+    for _ in range(3):
+        clock.advance(days=9)
+        tokens = _refresh(client, web_rp, tokens["refresh_token"]).json
+        assert "refresh_token" in tokens
+    clock.advance(days=4)  # 31 days after the login, although the last refresh was 4 days ago
+    assert _refresh(client, web_rp, tokens["refresh_token"]).json["error"] == "invalid_grant"
+
+
+def test_access_token_expires_by_the_clock(app: Any, client: Any, clock: Any, person: Any, web_rp: Any) -> None:
+    tokens = _tokens(app, client, person, web_rp)
+    clock.advance(601)
+    assert client.get("/userinfo", headers={"Authorization": f"Bearer {tokens['access_token']}"}).status_code == 401
+
+
+@pytest.mark.parametrize("hint", [None, "access_token", "refresh_token"])
+def test_revoking_a_refresh_token_ends_the_family(app: Any, client: Any, person: Any, web_rp: Any,
+                                                  hint: str | None) -> None:
+    tokens = _tokens(app, client, person, web_rp)
+    data = {"token": tokens["refresh_token"], **({"token_type_hint": hint} if hint else {})}
+    assert token_request(client, web_rp, data, "/revoke").status_code == 200
+    assert _refresh(client, web_rp, tokens["refresh_token"]).json["error"] == "invalid_grant"
+    assert client.get("/userinfo", headers={"Authorization": f"Bearer {tokens['access_token']}"}).status_code == 401
+
+
+def test_revoking_an_access_token(app: Any, client: Any, person: Any, web_rp: Any) -> None:
+    tokens = _tokens(app, client, person, web_rp)
+    assert token_request(client, web_rp, {"token": tokens["access_token"]}, "/revoke").status_code == 200
+    assert client.get("/userinfo", headers={"Authorization": f"Bearer {tokens['access_token']}"}).status_code == 401
+    unknown = token_request(client, web_rp, {"token": "inconnu"}, "/revoke")
+    assert unknown.status_code == 200, "RFC 7009 §2.2: unknown tokens are not an error"
+
+
+def test_revocation_needs_client_authentication(app: Any, client: Any, person: Any, web_rp: Any) -> None:
+    tokens = _tokens(app, client, person, web_rp)
+    response = client.post("/revoke", data={"token": tokens["access_token"]}, auth=(web_rp.client_id, "faux" * 10))
+    assert response.status_code == 401 and response.json["error"] == "invalid_client"
+
+
+def test_introspection(app: Any, client: Any, person: Any, web_rp: Any) -> None:
+    tokens = _tokens(app, client, person, web_rp)
+    sub = decode_id_token(app, tokens["id_token"])["sub"]
+    active = token_request(client, web_rp, {"token": tokens["access_token"]}, "/introspect").json
+    assert active["active"] is True and active["sub"] == sub and active["client_id"] == web_rp.client_id
+    refresh = token_request(client, web_rp, {"token": tokens["refresh_token"]}, "/introspect").json
+    assert refresh["active"] is True and refresh["token_type"] == "refresh_token"
+    other = make_rp(app, "web")
+    assert token_request(client, other, {"token": tokens["access_token"]}, "/introspect").json == {"active": False}
+    token_request(client, web_rp, {"token": tokens["access_token"]}, "/revoke")
+    assert token_request(client, web_rp, {"token": tokens["access_token"]}, "/introspect").json == {"active": False}
+
+
+def test_client_secret_post_and_wrong_method(app: Any, client: Any, person: Any) -> None:
+    rp = make_rp(app, "web", auth_method="client_secret_post")
+    tokens = _tokens(app, client, person, rp)
+    assert "id_token" in tokens
+    f = flow(rp)
+    code = login(app, app.test_client(), person, f)["code"]
+    basic = client.post("/token", auth=(rp.client_id, rp.secret), data={
+        "grant_type": "authorization_code", "code": code, "redirect_uri": f.params["redirect_uri"],
+        "code_verifier": f.verifier})
+    assert basic.json["error"] == "invalid_client"
+
+
+def test_private_key_jwt(app: Any, client: Any, person: Any) -> None:
+    import time
+
+    from joserfc import jwt
+    from joserfc.jwk import RSAKey
+
+    key = RSAKey.generate_key(2048, parameters={"kid": "rp-key", "alg": "RS256", "use": "sig"})
+    rp = make_rp(app, "web", auth_method="private_key_jwt", jwks={"keys": [key.as_dict(private=False)]})
+    f = flow(rp)
+    code = login(app, client, person, f)["code"]
+    now = int(time.time())  # Authlib checks assertion times against the system clock
+    assertion = jwt.encode({"alg": "RS256", "kid": "rp-key"}, {
+        "iss": rp.client_id, "sub": rp.client_id, "aud": "http://localhost/token", "iat": now, "exp": now + 60,
+        "jti": "unique-1"}, key)
+    data = {"grant_type": "authorization_code", "code": code, "redirect_uri": f.params["redirect_uri"],
+            "code_verifier": f.verifier, "client_id": rp.client_id,
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": assertion}
+    response = client.post("/token", data=data)
+    assert response.status_code == 200, response.json
+    again = client.post("/token", data=data)
+    assert again.json["error"] == "invalid_client", "an assertion is single use"
+
+
+def test_deleted_account_cascades_its_refresh_tokens(any_app: Any) -> None:
+    from sqlalchemy import func, select
+
+    from idp.accounts.models import Account
+    from idp.extensions import db
+    from idp.oidc.models import RefreshToken
+
+    client = any_app.test_client()
+    person = make_person(any_app)
+    rp = make_rp(any_app, "web")
+    tokens = _tokens(any_app, client, person, rp)
+    with any_app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(RefreshToken)) == 1
+        db.session.delete(db.session.get(Account, person.account_id))
+        db.session.commit()
+        assert db.session.scalar(select(func.count()).select_from(RefreshToken)) == 0
+    assert _refresh(client, rp, tokens["refresh_token"]).json["error"] == "invalid_grant"
