@@ -68,10 +68,10 @@ def create() -> ResponseReturnValue:
                                                address=request.remote_addr or "")
             except (creation.IdentityMismatch, creation.TooManyAttempts) as exc:
                 return _page("create.html", 429 if isinstance(exc, creation.TooManyAttempts) else 200,
-                             alert=exc.description, errors={}, form=form)
+                             alert_message=exc.description, errors={}, form=form)
             session[FLOW] = flow.id
             return _see_other("accounts.email")
-    return _page("create.html", 200, errors=errors, form=form, alert=None)
+    return _page("create.html", 200, errors=errors, form=form, alert_message=None)
 
 
 @accounts_bp.route("/compte/recreation", methods=["GET", "POST"])
@@ -88,10 +88,10 @@ def recreate() -> ResponseReturnValue:
                 flow = creation.check_provisional_code(nir, code, address=request.remote_addr or "")
             except (creation.IdentityMismatch, creation.TooManyAttempts) as exc:
                 return _page("recreate.html", 429 if isinstance(exc, creation.TooManyAttempts) else 200,
-                             alert=exc.description, errors={}, form=request.form)
+                             alert_message=exc.description, errors={}, form=request.form)
             session[FLOW] = flow.id
             return _see_other("accounts.email")
-    return _page("recreate.html", 200, errors=errors, form=request.form, alert=None)
+    return _page("recreate.html", 200, errors=errors, form=request.form, alert_message=None)
 
 
 @accounts_bp.route("/compte/creation/email", methods=["GET", "POST"])
@@ -109,9 +109,9 @@ def email() -> ResponseReturnValue:
             try:
                 creation.send_email(flow, address)
             except MailNotSent as exc:
-                return _page("email.html", 503, errors={}, alert=exc.description, form=request.form)
+                return _page("email.html", 503, errors={}, alert_message=exc.description, form=request.form)
             return _see_other("accounts.email_code")
-    return _page("email.html", 200, errors=errors, alert=None, form=request.form)
+    return _page("email.html", 200, errors=errors, alert_message=None, form=request.form)
 
 
 @accounts_bp.route("/compte/creation/code", methods=["GET", "POST"])

@@ -71,3 +71,20 @@ def cli(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
         return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
     return run
+
+
+def make_account(app: Any, nir: str, *, email: str = "marie.dupont@example.fr", validated: bool = True) -> str:
+    """Create an account (password :data:`PASSWORD`) and return its id."""
+    from idp.accounts import service
+    from idp.nir import Nir
+
+    with app.app_context():
+        return service.create_account(Nir.parse(nir), PASSWORD, email=email, email_validated=validated).id
+
+
+def submit(client: Any, url: str, data: dict[str, str], *, page: str | None = None) -> Any:
+    """GET ``page`` (default ``url``) for its CSRF token, then POST ``data`` to ``url``."""
+    from tests.conftest import csrf_from
+
+    token = csrf_from(client.get(page or url).data)
+    return client.post(url, data={"csrf_token": token, **data})
