@@ -1,0 +1,100 @@
+"""RP-Initiated Logout and Back-Channel Logout."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from flask import Flask, request
+
+from tests.conftest import csrf_from, serve_in_thread
+from tests.oidc.conftest import POST_LOGOUT, decode_id_token, flow, login, make_rp, query_of, redeem
+
+
+def _logged_in(app: Any, client: Any, person: Any, rp: Any) -> str:
+    f = flow(rp)
+    return str(redeem(client, rp, login(app, client, person, f)["code"], f).json["id_token"])
+
+
+def _has_session(client: Any, rp: Any) -> bool:
+    response = client.get("/authorize", query_string=flow(rp, prompt="none").params)
+    return "code" in query_of(response)
+
+
+def test_logout_with_a_valid_hint_redirects_to_the_registered_uri_with_state(app: Any, client: Any, person: Any,
+                                                                              web_rp: Any) -> None:
+    hint = _logged_in(app, client, person, web_rp)
+    response = client.get("/logout", query_string={"id_token_hint": hint, "post_logout_redirect_uri": POST_LOGOUT,
+                                                   "state": "etat-42"})
+    assert response.status_code == 302
+    assert response.headers["Location"] == f"{POST_LOGOUT}?state=etat-42"
+    assert not _has_session(client, web_rp)
+
+
+def test_logout_with_a_valid_hint_and_an_unregistered_uri_does_not_redirect(app: Any, client: Any, person: Any,
+                                                                            web_rp: Any) -> None:
+    hint = _logged_in(app, client, person, web_rp)
+    response = client.get("/logout", query_string={"id_token_hint": hint,
+                                                   "post_logout_redirect_uri": "https://evil.example/"})
+    assert response.status_code == 200 and "Location" not in response.headers
+    assert "Vous êtes déconnecté" in response.get_data(as_text=True)
+    assert not _has_session(client, web_rp)
+
+
+@pytest.mark.parametrize("hint", ["pas-un-jeton", "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0."])
+def test_logout_with_a_bad_hint_shows_a_french_page_and_does_not_redirect(app: Any, client: Any, person: Any,
+                                                                          web_rp: Any, hint: str) -> None:
+    _logged_in(app, client, person, web_rp)
+    response = client.get("/logout", query_string={"id_token_hint": hint, "post_logout_redirect_uri": POST_LOGOUT},
+                          headers={"Accept": "text/html"})
+    assert response.status_code == 400 and "Location" not in response.headers
+    assert "Déconnexion impossible" in response.get_data(as_text=True)
+    assert _has_session(client, web_rp), "nothing happens on a request we cannot trust"
+
+
+def test_logout_without_a_hint_asks_for_confirmation_then_does_not_redirect(app: Any, client: Any, person: Any,
+                                                                            web_rp: Any) -> None:
+    _logged_in(app, client, person, web_rp)
+    page = client.get("/logout", query_string={"client_id": web_rp.client_id, "post_logout_redirect_uri": POST_LOGOUT})
+    assert page.status_code == 200 and "Se déconnecter" in page.get_data(as_text=True)
+    assert _has_session(client, web_rp)
+    missing_csrf = client.post("/logout", data={"confirm": "1"})
+    assert missing_csrf.status_code == 400
+    done = client.post("/logout", data={"confirm": "1", "csrf_token": csrf_from(page.data),
+                                        "client_id": web_rp.client_id, "post_logout_redirect_uri": POST_LOGOUT})
+    assert done.status_code == 303 and done.headers["Location"].endswith("/logout/termine")
+    assert "Vous êtes déconnecté" in client.get(done.headers["Location"]).get_data(as_text=True)
+    assert not _has_session(client, web_rp)
+
+
+def test_backchannel_logout_token_is_sent_to_registered_clients(app: Any, client: Any, person: Any) -> None:
+    from joserfc import jwt
+
+    from idp.oidc.keys import public_keyset
+
+    received: list[str] = []
+    arrived = threading.Event()
+    sink = Flask("rp-backchannel")
+
+    @sink.post("/backchannel")
+    def _backchannel() -> tuple[str, int]:
+        received.append(request.form["logout_token"])
+        arrived.set()
+        return "", 200
+
+    server = serve_in_thread(sink)
+    try:
+        rp = make_rp(app, "web", backchannel_logout_uri=f"{server.url}/backchannel")
+        hint = _logged_in(app, client, person, rp)
+        sid = decode_id_token(app, hint)["sid"]
+        client.get("/logout", query_string={"id_token_hint": hint})
+        assert arrived.wait(5)
+    finally:
+        server.stop()
+    with app.app_context():
+        token = jwt.decode(received[0], public_keyset())
+    assert token.header["typ"] == "logout+jwt"
+    claims = token.claims
+    assert claims["aud"] == rp.client_id and claims["sid"] == sid and claims["sub"] == decode_id_token(app, hint)["sub"]
+    assert "http://schemas.openid.net/event/backchannel-logout" in claims["events"] and "nonce" not in claims

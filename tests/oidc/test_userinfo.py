@@ -1,0 +1,91 @@
+"""Userinfo (OIDC Core §5.3): GET and POST, header and form body, FranceConnect formats, signed and
+encrypted answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.oidc.conftest import decode_id_token, flow, login, make_rp, redeem
+
+
+def _access(app: Any, client: Any, person: Any, rp: Any, scope: str = "openid profile email birth") -> tuple[str, str]:
+    f = flow(rp, scope=scope)
+    tokens = redeem(client, rp, login(app, client, person, f)["code"], f).json
+    return tokens["access_token"], decode_id_token(app, tokens["id_token"])["sub"]
+
+
+@pytest.mark.parametrize("how", ["get-header", "post-header", "post-form"])
+def test_userinfo_answers_get_and_post_with_header_or_form_token(app: Any, client: Any, person: Any,
+                                                                  web_rp: Any, how: str) -> None:
+    token, sub = _access(app, client, person, web_rp)
+    if how == "get-header":
+        response = client.get("/userinfo", headers={"Authorization": f"Bearer {token}"})
+    elif how == "post-header":
+        response = client.post("/userinfo", headers={"Authorization": f"Bearer {token}"})
+    else:
+        response = client.post("/userinfo", data={"access_token": token})
+    assert response.status_code == 200
+    assert response.json["sub"] == sub
+
+
+def test_userinfo_claims_use_franceconnect_formats(app: Any, client: Any, person: Any, web_rp: Any) -> None:
+    token, sub = _access(app, client, person, web_rp, "openid profile email birth identite_pivot")
+    info = client.get("/userinfo", headers={"Authorization": f"Bearer {token}"}).json
+    assert info == {"sub": sub, "given_name": "Marie Claire", "family_name": "DUPONT",
+                    "preferred_username": "MOREAU", "birthdate": "1985-03-12", "gender": "female",
+                    "birthplace": "69383", "birthcountry": "99100", "email": "marie.dupont@example.org",
+                    "email_verified": True}
+    assert "285036938304242" not in str(info)
+
+
+def test_userinfo_only_gives_the_granted_scopes(app: Any, client: Any, person: Any, web_rp: Any) -> None:
+    token, sub = _access(app, client, person, web_rp, "openid email")
+    info = client.get("/userinfo", headers={"Authorization": f"Bearer {token}"}).json
+    assert info == {"sub": sub, "email": "marie.dupont@example.org", "email_verified": True}
+
+
+@pytest.mark.parametrize("header", [None, "Bearer inconnu", "Basic eDp5"])
+def test_userinfo_refuses_missing_or_bad_tokens(client: Any, header: str | None) -> None:
+    response = client.get("/userinfo", headers={"Authorization": header} if header else {})
+    assert response.status_code in (400, 401)
+    assert response.json["error"] in ("invalid_token", "missing_authorization", "unsupported_token_type")
+
+
+def test_signed_userinfo(app: Any, client: Any, person: Any) -> None:
+    from joserfc import jws, jwt
+
+    from idp.oidc.keys import public_keyset
+
+    rp = make_rp(app, "web", userinfo_signed_response_alg="ES256")
+    token, sub = _access(app, client, person, rp)
+    response = client.get("/userinfo", headers={"Authorization": f"Bearer {token}"})
+    assert response.mimetype == "application/jwt"
+    header = jws.extract_compact(response.data).headers()
+    assert header["alg"] == "ES256" and header["kid"]
+    with app.app_context():
+        claims = jwt.decode(response.data, public_keyset()).claims
+    assert claims["sub"] == sub and claims["iss"] == "http://localhost" and claims["aud"] == rp.client_id
+
+
+@pytest.mark.parametrize(("alg", "kty"), [("RSA-OAEP-256", "RSA"), ("ECDH-ES", "EC")])
+def test_signed_and_encrypted_userinfo_for_franceconnect_plus(app: Any, client: Any, person: Any,
+                                                              alg: str, kty: str) -> None:
+    from joserfc import jwe, jwt
+    from joserfc.jwk import ECKey, KeySet, RSAKey
+
+    from idp.oidc.keys import public_keyset
+
+    key = RSAKey.generate_key(2048, parameters={"kid": "enc", "use": "enc"}) if kty == "RSA" else \
+        ECKey.generate_key("P-256", parameters={"kid": "enc", "use": "enc"})
+    rp = make_rp(app, "federation", userinfo_signed_response_alg="RS256", userinfo_encrypted_response_alg=alg,
+                 userinfo_encrypted_response_enc="A256GCM", jwks={"keys": [key.as_dict(private=False)]})
+    token, sub = _access(app, client, person, rp)
+    response = client.get("/userinfo", headers={"Authorization": f"Bearer {token}"})
+    assert response.mimetype == "application/jwt"
+    decrypted = jwe.decrypt_compact(response.data, KeySet([key]), algorithms=[alg, "A256GCM"])
+    assert decrypted.headers()["enc"] == "A256GCM"
+    with app.app_context():
+        claims = jwt.decode(decrypted.plaintext, public_keyset()).claims
+    assert claims["sub"] == sub and claims["birthdate"] == "1985-03-12"
