@@ -225,7 +225,8 @@ def test_trusted_browser_skips_the_code_for_six_months_only_for_its_account(web,
     assert client.get_cookie("idp_trusted", domain="localhost") is not None
     bind(client, new_interaction(app))
     mailbox.clear()
-    assert post_identify(client).headers["Location"] == "/authorize/resume"
+    # No code on the trusted browser; being the 2nd login, the biometric offer (webauthn area) comes next.
+    assert post_identify(client).headers["Location"] == "/biometrie/proposition"
     assert _interaction(app, client).amr == ["pwd"] and not mailbox.messages
     # Another account on the same browser still gets a code.
     make_account(app, nir=OTHER_NIR, email="bob@exemple.fr")
