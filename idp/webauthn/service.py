@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any, Literal
 from sqlalchemy import and_, select, update
 
 from idp import audit
-from idp.clock import paris_display, timestamp
+from idp.clock import paris_display
 from idp.errors import IdpError
 from idp.extensions import clock, db, settings
 from idp.webauthn import ceremonies, challenges
 from idp.webauthn.ceremonies import CeremonyError, CredentialRef
-from idp.webauthn.models import WebAuthnCredential, as_utc
+from idp.webauthn.models import WebAuthnCredential
 
 if TYPE_CHECKING:
     from idp.accounts.models import Account
@@ -105,17 +105,12 @@ def _pending_terms(account: Account) -> Any:
     return accounts_service.pending_terms(account)
 
 
-def login_number(interaction: Interaction, account: Account) -> int:
-    """Which login of the account this interaction is (1 for the first).
+def login_number(account: Account) -> int:
+    """Which login of the account the one in progress is (1 for the first).
 
-    ``Account.login_count`` counts successful logins; the login flow may count this one before or
-    after the policy asks for the offer. ``last_login_at`` (updated together with the count) tells
-    which: if it is not older than the interaction, this login is already counted."""
-    count = account.login_count or 0
-    last = account.last_login_at
-    if last is not None and timestamp(as_utc(last)) >= interaction.created_at:
-        return count
-    return count + 1
+    ``Account.login_count`` counts finished logins: the login flow counts this one when it is done
+    (``idp.login.service.finish`` -> ``accounts.service.record_login``), after the offer step."""
+    return (account.login_count or 0) + 1
 
 
 def offer_due(interaction: Interaction, account: Account) -> bool:
@@ -125,7 +120,7 @@ def offer_due(interaction: Interaction, account: Account) -> bool:
     after "Ne plus me rappeler", not twice in one login, and not when a usable credential exists."""
     if interaction.data.get("biometric_offer") or account.biometric_offer_optout:
         return False
-    if login_number(interaction, account) < 2:
+    if login_number(account) < 2:
         return False
     if _pending_terms(account) is not None:
         return False
