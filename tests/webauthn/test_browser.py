@@ -11,8 +11,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.server
+import re
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -309,3 +311,45 @@ def test_cloned_credential_with_an_older_counter_is_refused_and_audited(live: Li
     assert event.account_id == live.account_id and event.data["received"] <= event.data["stored"]
     (credential,) = live.credentials()
     assert credential.revoked_at is not None
+
+
+# --- accessibility and management ------------------------------------------------------------
+AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def assert_accessible(page: Any) -> None:
+    """axe-core finds no serious or critical violation on the current page."""
+    page.add_script_tag(path=str(AXE))
+    found = page.evaluate("""async () => (await axe.run()).violations
+        .filter(v => v.impact === 'serious' || v.impact === 'critical')
+        .map(v => v.id + ' ' + v.nodes.map(n => n.target.join(' ')).join(', '))""")
+    assert found == [], found
+
+
+def test_offer_and_management_pages_are_accessible_and_revoke_works(live: Live, browser: Any, mailbox: Any) -> None:
+    # bypass_csp only lets Playwright inject axe-core; the pages' own CSP compliance is checked elsewhere.
+    context = browser.new_context(locale="fr-FR", timezone_id="Europe/Paris", bypass_csp=True)
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    cdp = context.new_cdp_session(page)
+    cdp.send("WebAuthn.enable", {"enableUI": False})
+    cdp.send("WebAuthn.addVirtualAuthenticator", {"options": {
+        "protocol": "ctap2", "transport": "internal", "hasResidentKey": True, "hasUserVerification": True,
+        "isUserVerified": True, "automaticPresenceSimulation": True}})
+    try:
+        live.set_logins(1)
+        password_and_code(page, mailbox, live)
+        page.wait_for_url("**/biometrie/proposition")
+        assert_accessible(page)
+        page.get_by_role("button", name="Activer la biométrie").click()
+        back_at_rp(page)
+        page.goto(ISSUER + "/compte/biometrie")
+        table = page.locator("table")
+        assert "sur Linux" in table.inner_text() and "jamais" in table.inner_text()
+        assert_accessible(page)
+        page.get_by_role("button", name=re.compile("^Désactiver la biométrie de l'appareil")).click()
+        page.wait_for_url("**/compte/biometrie?revoquee=1")
+        assert "a été désactivée" in page.inner_text("main")
+        assert [c.revoked_at is not None for c in live.credentials()] == [True]
+    finally:
+        context.close()
