@@ -58,7 +58,7 @@ def load_demo(app: Flask) -> None:
                     phone = service.identity_of_nir(nir).phone
                 service.create_account(nir, DEMO_PASSWORD, email=email, email_validated=validated, phone=phone)
                 created += 1
-        log.info("demo accounts ready", extra={"created": created})
+        log.info("demo accounts ready", extra={"accounts_created": created})
 
 
 if not any(name == "accounts" for name, _ in DEMO_STEPS):

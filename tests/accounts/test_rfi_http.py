@@ -27,7 +27,7 @@ class Registry:
         registry = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 registry.hits += 1
                 nir = self.path.rsplit("/", 1)[-1]
                 if registry.mode == "slow":

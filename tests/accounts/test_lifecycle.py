@@ -1,0 +1,243 @@
+"""Advisor reset, SMS re-creation, forgotten password links, and the operator CLI."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from idp.accounts import service
+from idp.accounts.models import TermsAcceptance
+from idp.audit import AuditEvent
+from idp.extensions import db
+from idp.mfa import limits
+from idp.nir import Nir
+from idp.rfi_adapter import get_rfi
+from tests.accounts.conftest import PASSWORD, by_name, make_account, submit
+from tests.conftest import remember_secret
+
+NEW_PASSWORD = "une nouvelle phrase secrète"
+remember_secret(NEW_PASSWORD)
+
+
+class RecordingSms:
+    """SMS gateway double: keeps what would have been sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+
+    def send(self, phone: str, text: str) -> None:
+        self.sent.append((phone, text))
+
+    def code(self) -> str:
+        match = re.search(r"\b(\d{8})\b", self.sent[-1][1])
+        assert match
+        remember_secret(match.group(1))
+        return match.group(1)
+
+
+@pytest.fixture
+def sms() -> RecordingSms:
+    return RecordingSms()
+
+
+@pytest.fixture
+def app_config(sms: RecordingSms) -> dict[str, Any]:
+    return {"sms": sms}
+
+
+def test_reset_removes_account_sessions_locks_but_keeps_audit_and_rfi(loaded: Any,
+                                                                    records: list[dict[str, Any]]) -> None:
+    from idp.login.sessions import sessions
+
+    marie = by_name(records, "DUPONT")
+    account_id = make_account(loaded, marie["nir"])
+    with loaded.app_context():
+        account = service.get_account(account_id)
+        assert account is not None
+        service.accept_terms(account, service.publish_terms("v1", "CGU", "texte"))
+        session = sessions.create(account_id=account_id, auth_time=0, amr=["pwd"], acr="eidas1")
+        for _ in range(3):
+            limits.register_failure("pwd", account_id)
+        assert limits.account_lock(account_id).locked
+        service.reset_account(account)
+
+        assert service.find_account(marie["nir"]) is None
+        assert db.session.scalar(select(func.count()).select_from(TermsAcceptance)) == 0  # cascaded
+        assert sessions.get(session.id) is None
+        assert not limits.account_lock(account_id).locked
+        assert get_rfi().lookup(Nir.parse(marie["nir"])).family_name == "DUPONT"
+        events = [e.event for e in db.session.scalars(select(AuditEvent).where(AuditEvent.account_id == account_id))]
+    assert "account.created" in events and "account.reset" in events
+
+
+def test_recreation_with_the_sms_provisional_code(loaded: Any, records: list[dict[str, Any]], sms: RecordingSms,
+                                                  mailbox: Any) -> None:
+    from idp.accounts import creation
+
+    marie = by_name(records, "DUPONT")
+    make_account(loaded, marie["nir"])
+    with loaded.app_context():
+        service.reset_account(service.find_account(marie["nir"]))  # type: ignore[arg-type]
+        assert creation.send_provisional_code(Nir.parse(marie["nir"])) == "+33 6 ** ** ** 01"
+    assert sms.sent[-1][0] == marie["phone"]
+    code = sms.code()
+    client = loaded.test_client()
+    wrong = submit(client, "/compte/recreation", {"nir": marie["nir"], "code": "00000000"})
+    assert "Les informations saisies sont erronées" in wrong.text
+    response = submit(client, "/compte/recreation", {"nir": marie["nir"], "code": code})
+    assert response.status_code == 303 and response.location.endswith("/compte/creation/email")
+    submit(client, "/compte/creation/email", {"email": "marie.nouvelle@example.fr"})
+    submit(client, "/compte/creation/code", {"code": mailbox.code()})
+    assert submit(client, "/compte/creation/mot-de-passe", {"password": NEW_PASSWORD}).status_code == 303
+    with loaded.app_context():
+        account = service.authenticate(marie["nir"], NEW_PASSWORD)
+        assert account is not None and account.email == "marie.nouvelle@example.fr"
+
+
+def test_provisional_code_works_once(loaded: Any, records: list[dict[str, Any]], sms: RecordingSms) -> None:
+    from idp.accounts import creation
+
+    jean = by_name(records, "MARTIN")
+    with loaded.app_context():
+        creation.send_provisional_code(Nir.parse(jean["nir"]))
+    code = sms.code()
+    first, second = loaded.test_client(), loaded.test_client()
+    assert submit(first, "/compte/recreation", {"nir": jean["nir"], "code": code}).status_code == 303
+    assert "erronées" in submit(second, "/compte/recreation", {"nir": jean["nir"], "code": code}).text
+
+
+def _reset_link(mailbox: Any) -> str:
+    match = re.search(r"http://localhost(/mot-de-passe/nouveau/[A-Za-z0-9_-]+)", mailbox.last()["body"])
+    assert match, mailbox.last()["body"]
+    return match.group(1)
+
+
+def test_forgotten_password_link_works_once_and_ends_sessions(loaded: Any, records: list[dict[str, Any]],
+                                                              mailbox: Any) -> None:
+    from idp.login.sessions import sessions
+
+    marie = by_name(records, "DUPONT")
+    account_id = make_account(loaded, marie["nir"])
+    with loaded.app_context():
+        session = sessions.create(account_id=account_id, auth_time=0, amr=["pwd"], acr="eidas1")
+    client = loaded.test_client()
+    response = submit(client, "/mot-de-passe-oublie", {"nir": marie["nir"]})
+    assert response.status_code == 303
+    link = _reset_link(mailbox)
+    assert "réinitialisation" in mailbox.last()["subject"]
+    assert client.get(link).status_code == 200
+    refused = submit(client, link, {"password": "password1"})
+    assert "trop courant" in refused.text  # a refused password keeps the link usable
+    done = submit(client, link, {"password": NEW_PASSWORD}, page=link)
+    assert done.status_code == 303 and done.location.endswith("/mot-de-passe/modifie")
+    with loaded.app_context():
+        assert service.authenticate(marie["nir"], NEW_PASSWORD) is not None
+        assert service.authenticate(marie["nir"], PASSWORD) is None
+        assert sessions.get(session.id) is None
+    again = client.get(link)
+    assert again.status_code == 410 and "plus valide" in again.text
+
+
+def test_reset_link_expires_after_30_minutes(loaded: Any, records: list[dict[str, Any]], mailbox: Any,
+                                             clock: Any) -> None:
+    marie = by_name(records, "DUPONT")
+    make_account(loaded, marie["nir"])
+    client = loaded.test_client()
+    submit(client, "/mot-de-passe-oublie", {"nir": marie["nir"]})
+    link = _reset_link(mailbox)
+    clock.advance(29 * 60)
+    assert client.get(link).status_code == 200
+    clock.advance(60)
+    assert client.get(link).status_code == 410
+
+
+def test_a_new_request_and_a_reset_invalidate_older_links(loaded: Any, records: list[dict[str, Any]],
+                                                          mailbox: Any) -> None:
+    marie = by_name(records, "DUPONT")
+    make_account(loaded, marie["nir"])
+    client = loaded.test_client()
+    submit(client, "/mot-de-passe-oublie", {"nir": marie["nir"]})
+    first = _reset_link(mailbox)
+    submit(client, "/mot-de-passe-oublie", {"nir": marie["nir"]})
+    second = _reset_link(mailbox)
+    assert client.get(first).status_code == 410 and client.get(second).status_code == 200
+    with loaded.app_context():
+        service.reset_account(service.find_account(marie["nir"]))  # type: ignore[arg-type]
+    assert client.get(second).status_code == 410
+
+
+@pytest.mark.parametrize("who", ["DUPONT", "BERNARD", "unvalidated"])
+def test_forgotten_password_answers_the_same_whether_or_not_there_is_an_account(
+        loaded: Any, records: list[dict[str, Any]], mailbox: Any, who: str) -> None:
+    """DUPONT has an account, BERNARD has none, MARTIN's e-mail is not validated: same answer."""
+    make_account(loaded, by_name(records, "DUPONT")["nir"])
+    make_account(loaded, by_name(records, "MARTIN")["nir"], email="jean@example.fr", validated=False)
+    nir = by_name(records, "MARTIN" if who == "unvalidated" else who)["nir"]
+    client = loaded.test_client()
+    response = submit(client, "/mot-de-passe-oublie", {"nir": nir})
+    assert response.status_code == 303 and response.location.endswith("/mot-de-passe-oublie/envoye")
+    page = client.get(response.location).text
+    assert "Si un compte correspond au numéro saisi" in page
+    assert len(mailbox.messages) == (1 if who == "DUPONT" else 0)
+
+
+def test_reset_token_is_masked_in_the_access_log(loaded: Any, records: list[dict[str, Any]], mailbox: Any,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    make_account(loaded, by_name(records, "DUPONT")["nir"])
+    client = loaded.test_client()
+    submit(client, "/mot-de-passe-oublie", {"nir": by_name(records, "DUPONT")["nir"]})
+    link = _reset_link(mailbox)
+    token = link.rsplit("/", 1)[1]
+    remember_secret(token)
+    client.get(link)
+    paths = [getattr(r, "path", "") for r in caplog.records if r.name == "idp.access"]
+    assert "/mot-de-passe/nouveau/[TOKEN]" in paths and not any(token in p for p in paths)
+
+
+# --- CLI ----------------------------------------------------------------------------------------
+def test_cli_accounts_create_show_unlock_reset(cli: Any, tmp_path: Any, records: list[dict[str, Any]]) -> None:
+    path = tmp_path / "rfi.json"
+    path.write_text(json.dumps(records), encoding="utf-8")
+    assert cli("rfi", "import", str(path)).exit_code == 0
+    nir = by_name(records, "SANTONI")["nir"]
+    created = cli("accounts", "create", "--nir", nir, "--password", PASSWORD, "--email", "paul@example.fr",
+                  "--email-validated", "--json")
+    assert created.exit_code == 0, created.output
+    data = json.loads(created.output)
+    assert data["email_validated"] is True and data["phone"] == "+33612345603"
+    assert data["nir"] == "1 ** ** ** *** *** 46" and nir not in created.output
+    duplicate = cli("accounts", "create", "--nir", nir, "--password", PASSWORD, "--email", "p@example.fr", "--json")
+    assert duplicate.exit_code == 1 and json.loads(duplicate.output)["error"] == "account_exists"
+    weak = cli("accounts", "create", "--nir", by_name(records, "BENALI")["nir"], "--password", "azerty",
+               "--email", "f@example.fr", "--json")
+    assert weak.exit_code == 1 and "au moins 8 caractères" in json.loads(weak.output)["message"]
+
+    shown = json.loads(cli("accounts", "show", nir[:13], "--json").output)
+    assert shown["id"] == data["id"] and shown["locked_until"] is None
+    assert "email_validated: True" in cli("accounts", "show", nir).output
+    assert json.loads(cli("accounts", "unlock", nir, "--json").output) == {"id": data["id"], "unlocked": True}
+    terms = json.loads(cli("terms", "publish", "--version", "2026-01", "--json").output)
+    assert terms["version"] == "2026-01"
+    assert json.loads(cli("accounts", "show", nir, "--json").output)["pending_terms"] == "2026-01"
+    assert cli("terms", "publish", "--version", "2026-01").exit_code == 1
+
+    reset = json.loads(cli("accounts", "reset", nir, "--json").output)
+    assert reset["id"] == data["id"] and reset["reset"] is True
+    missing = cli("accounts", "show", nir, "--json")
+    assert missing.exit_code == 1 and json.loads(missing.output)["error"] == "not_found"
+    assert cli("accounts", "show", "12345", "--json").exit_code == 1
+
+
+def test_cli_reset_with_sms_uses_the_dev_gateway(cli: Any, tmp_path: Any, records: list[dict[str, Any]]) -> None:
+    path = tmp_path / "rfi.json"
+    path.write_text(json.dumps(records), encoding="utf-8")
+    cli("rfi", "import", str(path))
+    nir = by_name(records, "DUPONT")["nir"]
+    cli("accounts", "create", "--nir", nir, "--password", PASSWORD, "--email", "m@example.fr")
+    result = cli("accounts", "reset", nir, "--sms", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["sms_sent_to"] == "+33 6 ** ** ** 01"
