@@ -13,7 +13,8 @@ the authorization request (``acr_values``; ``prompt`` and ``max_age`` are why th
 at all: OIDC creates it whenever a fresh login is needed, so every interaction starts at
 ``identify``), and ``interaction.data["require_email_code"]`` (per-client setting of federation
 clients). A platform credential with user verification (amr ``hwk`` + ``user``) is two factors by
-itself (possession + inherence), so it satisfies both the identify and the second-factor steps.
+itself (possession + inherence). DESIGN.md §1: on the mobile app it replaces password and code; on web and
+federation clients it replaces only the code, so the password is still asked first there.
 """
 
 from __future__ import annotations
@@ -65,7 +66,9 @@ def _platform_credential(interaction: Interaction) -> bool:
 
 
 def _first_factor_done(interaction: Interaction) -> bool:
-    return "pwd" in interaction.amr or _platform_credential(interaction)
+    if interaction.client_kind == "mobile":
+        return "pwd" in interaction.amr or _platform_credential(interaction)
+    return "pwd" in interaction.amr
 
 
 def _second_factor_done(interaction: Interaction) -> bool:

@@ -50,13 +50,15 @@ class Live:
         self.server = make_server("127.0.0.1", PORT, app, threaded=True)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         with app.app_context():
-            self.client_id = create_client(name="RP", kind="web", redirect_uris=[RP + "/cb"]).client.client_id
+            self.client_ids = {kind: create_client(name=f"RP {kind}", kind=kind, redirect_uris=[RP + "/cb"])
+                               .client.client_id for kind in ("web", "mobile")}
+        self.client_id = self.client_ids["web"]
         self.account_id = make_account(app).account_id
 
-    def authorize_url(self) -> str:
-        """An authorization request that always asks for a fresh login."""
+    def authorize_url(self, kind: str = "web") -> str:
+        """An authorization request (from a web site, or from the mobile app) that asks for a fresh login."""
         challenge = base64.urlsafe_b64encode(hashlib.sha256(b"v" * 64).digest()).rstrip(b"=").decode()
-        params = {"response_type": "code", "client_id": self.client_id, "redirect_uri": RP + "/cb",
+        params = {"response_type": "code", "client_id": self.client_ids[kind], "redirect_uri": RP + "/cb",
                   "scope": "openid", "state": "st", "nonce": "n", "prompt": "login",
                   "code_challenge": challenge, "code_challenge_method": "S256"}
         return f"{ISSUER}/authorize?{urlencode(params)}"
@@ -182,8 +184,8 @@ def activate(page: Any, mailbox: Any, live: Live) -> None:
 
 
 def biometric_sign_in(page: Any, live: Live) -> None:
-    """From the RP: "Se connecter avec la biométrie" on the login page."""
-    page.goto(live.authorize_url())
+    """From the mobile app: "Se connecter avec la biométrie" on the login page replaces password and code."""
+    page.goto(live.authorize_url("mobile"))
     page.wait_for_url("**/connexion")
     page.get_by_role("button", name="Se connecter avec la biométrie").click()
 
@@ -269,6 +271,24 @@ def test_activate_then_sign_in_with_biometrics_instead_of_password_and_code(live
     assert done.data["amr"] == ["hwk", "user", "mfa"]
     (credential,) = live.credentials()
     assert credential.last_used_at is not None and credential.sign_count > 0
+
+
+def test_on_web_the_password_is_asked_then_biometrics_replace_the_security_code(live: Live, tab: Any, phone: Any,
+                                                                               mailbox: Any) -> None:
+    activate(tab, mailbox, live)
+    tab.goto(live.authorize_url("web"))
+    tab.wait_for_url("**/connexion")
+    assert tab.get_by_role("button", name="Se connecter avec la biométrie").count() == 0
+    mailbox.clear()
+    tab.get_by_role("textbox", name="Numéro de sécurité sociale").fill(NIR)
+    tab.get_by_label("Mot de passe", exact=True).fill(PASSWORD)
+    tab.get_by_role("button", name="Se connecter", exact=True).click()
+    tab.wait_for_url("**/connexion/biometrie")
+    tab.get_by_role("button", name="Se connecter avec la biométrie").click()
+    back_at_rp(tab)
+    assert mailbox.messages == []
+    done = [e for e in live.events("login_done") if "hwk" in e.data["amr"]]
+    assert done[-1].data["amr"] == ["pwd", "hwk", "user", "mfa"]
 
 
 def test_expired_credential_is_refused_then_password_and_code_and_activate_again(
