@@ -233,13 +233,6 @@ def find_refresh_token(token: str) -> RefreshToken | None:
     return db.session.scalars(select(RefreshToken).where(RefreshToken.token_hash == hash_token(token))).first()
 
 
-def refresh_token_usable(record: RefreshToken) -> bool:
-    """Not revoked, not rotated, and within the family's absolute life."""
-    expires_at = aware(record.expires_at)
-    return not record.revoked and record.rotated_at is None and expires_at is not None \
-        and clock().now() < expires_at
-
-
 def claim_rotation(record: RefreshToken) -> bool:
     """Atomically mark the token as used; False when someone used it already (reuse)."""
     result = db.session.execute(update(RefreshToken)
