@@ -98,7 +98,10 @@ def _advance(interaction: Interaction, *, send_code: bool) -> Response:
         interactions.save(interaction)
         return redirect(url_for("webauthn.offer"), 303)
     if step == "code" and send_code and account is not None and not interaction.data.get("code_sent_at"):
-        service.request_code(interaction, account)  # a failure (quota, SMTP) is shown by the code page
+        result = service.request_code(interaction, account)  # a failure (quota, SMTP) is shown by the code page
+        # Locks and quota blocks are read back from Redis by the code page; an SMTP failure leaves no trace
+        # there, so it is remembered here lest the page claim that a code "va vous être envoyé".
+        interaction.data["code_not_sent"] = result.outcome is Outcome.MAIL_FAILED
     interactions.save(interaction)
     return redirect(url_for(STEP_ENDPOINTS[step]), 303)
 
@@ -262,12 +265,15 @@ def _code_page(interaction: Interaction, account: Account, *, alert: list[str] |
                code_error: str = "", notice: str = "") -> Response:
     lock = limits.account_lock(account.id)
     blocked = limits.quota_block(codes.QUOTA_NAME, account.id)
+    sent = bool(interaction.data.get("code_sent_at"))
+    not_sent = not sent and bool(interaction.data.get("code_not_sent"))
     if alert is None:
-        alert = [_lock_message(lock.until)] if lock.locked else [_quota_message(blocked)] if blocked else []
+        alert = [_lock_message(lock.until)] if lock.locked else [_quota_message(blocked)] if blocked else \
+            _alert_for(StepResult(Outcome.MAIL_FAILED)) if not_sent else []
     expiry = codes.code_expiry(interaction.id)
     return current_app.make_response(render_template(
         "login/code.html", masked=accounts.masked_email(account.email or ""), alert=alert, code_error=code_error,
-        notice=notice, sent=bool(interaction.data.get("code_sent_at")),
+        notice=notice, sent=sent, not_sent=not_sent,
         expires=paris_display(expiry) if expiry else "", renewed=bool(request.args.get("renouvele"))))
 
 
