@@ -114,6 +114,8 @@ def init_request_logging(app: Flask) -> None:
     def _finish(response: Response) -> Response:
         response.headers["X-Request-Id"] = getattr(g, "request_id", "-")
         elapsed = (time.perf_counter() - getattr(g, "started", time.perf_counter())) * 1000
-        access.info("request", extra={"method": request.method, "path": request.path,
+        # The route pattern, not the raw path: a path may carry a bearer secret (a reset link's token).
+        path = request.url_rule.rule if request.url_rule is not None else redact(request.path)
+        access.info("request", extra={"method": request.method, "path": path,
                                       "status_code": response.status_code, "ms": round(elapsed, 1)})
         return response

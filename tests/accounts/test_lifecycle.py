@@ -195,7 +195,7 @@ def test_reset_token_is_masked_in_the_access_log(loaded: Any, records: list[dict
     remember_secret(token)
     client.get(link)
     paths = [getattr(r, "path", "") for r in caplog.records if r.name == "idp.access"]
-    assert "/mot-de-passe/nouveau/[TOKEN]" in paths and not any(token in p for p in paths)
+    assert "/mot-de-passe/nouveau/<token>" in paths and not any(token in p for p in paths)
 
 
 # --- CLI ----------------------------------------------------------------------------------------
