@@ -252,12 +252,19 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
     return settings
 
 
+# Counts where zero is meaningful (no proxy in front, no retry); every other number must be positive.
+_MAY_BE_ZERO = frozenset({"proxy_hops", "rfi_retries"})
+
+
 def validate(s: Settings) -> None:
     """Refuse inconsistent values always, and insecure ones in production."""
-    positive = [name for name, hint in _HINTS.items()
-                if hint in (int, float) and name != "proxy_hops" and getattr(s, name) <= 0]
-    if positive:
-        raise SettingsError(f"IDP_{positive[0].upper()}", "must be greater than zero")
+    for name, hint in _HINTS.items():
+        if hint not in (int, float):
+            continue
+        if name in _MAY_BE_ZERO and getattr(s, name) < 0:
+            raise SettingsError(f"IDP_{name.upper()}", "must be zero or more")
+        if name not in _MAY_BE_ZERO and getattr(s, name) <= 0:
+            raise SettingsError(f"IDP_{name.upper()}", "must be greater than zero")
     if not urlsplit(s.issuer).scheme or not urlsplit(s.issuer).netloc or s.issuer.endswith("/"):
         raise SettingsError("IDP_ISSUER", f"must be an absolute URL without a trailing slash, got {s.issuer!r}")
     if s.rfi_backend == "http" and not s.rfi_url.startswith(("http://", "https://")):

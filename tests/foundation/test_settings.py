@@ -61,6 +61,7 @@ def test_production_refuses_each_insecure_value_naming_it(variable, value):
     ("IDP_SMTP_PORT", "vingt-cinq", "whole number"),
     ("IDP_EMAIL_CODE_TTL", "15m", "whole number"),
     ("IDP_EMAIL_CODE_QUOTA", "0", "greater than zero"),
+    ("IDP_RFI_RETRIES", "-1", "zero or more"),
     ("IDP_SMTP_USE_TLS", "peut-être", "true or false"),
     ("IDP_ENV", "staging", "one of development, production"),
     ("IDP_RFI_BACKEND", "ldap", "one of sql, http"),
@@ -83,6 +84,11 @@ def test_every_seed_number_is_read_from_its_idp_variable():
         (600, 4, 1800, 7200)
     assert (s.max_failed_attempts, s.lockout_duration, s.trusted_browser_ttl, s.biometric_ttl) == \
         (5, 60, 86400, 172800)
+
+
+def test_zero_is_accepted_where_it_means_none():
+    s = load_settings(environ={"IDP_RFI_RETRIES": "0", "IDP_PROXY_HOPS": "0"})
+    assert (s.rfi_retries, s.proxy_hops) == (0, 0)
 
 
 def test_toml_file_is_read_and_environment_wins_over_it(tmp_path):
