@@ -152,7 +152,8 @@ def _identify_page(interaction: Interaction, **context: Any) -> Response:
     remembered = remember.read_nir(request.cookies.get(remember.cookie_name()))
     response = current_app.make_response((render_template(
         "login/identify.html", interaction=interaction, remembered=remembered,
-        web=interaction.client_kind == "web", mobile=interaction.client_kind == "mobile", links=_links(), renewed=bool(request.args.get("renouvele")),
+        web=interaction.client_kind == "web", mobile=interaction.client_kind == "mobile", links=_links(),
+        renewed=bool(request.args.get("renouvele")),
         **context), 200))
     raw = request.cookies.get(remember.cookie_name())
     if raw and remembered is None:
