@@ -1,0 +1,89 @@
+"""PostgreSQL down: logins and the token endpoint fail closed with a 503, then recover by themselves.
+
+The IdP reaches the run's PostgreSQL database through a TCP proxy that the test cuts (every open
+connection reset, new ones refused) and restores; Redis is the real server.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from tests.conftest import REDIS_URL, csrf_from
+from tests.login.conftest import NIR, PASSWORD, bind, make_account, new_interaction
+from tests.oidc.conftest import flow, login, make_person, make_rp, redeem
+from tests.resilience.conftest import assert_unavailable_page
+from tests.resilience.harness import TcpProxy
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+
+
+@pytest.fixture
+def db_proxy(pg_app: Any, postgres_url: str) -> Any:
+    """A cuttable TCP path to the test database (``pg_app`` creates the schema and cleans up)."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(postgres_url)
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432).start()
+    yield proxy, url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    proxy.cut()
+
+
+def _proxied_app(make_app: Any, url: str, redis_prefix: str) -> Any:
+    return make_app(database_url=url, redis_url=REDIS_URL, redis_prefix=redis_prefix)
+
+
+def _recovers(action: Any, timeout: float = 10) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = action()
+        if answer.status_code != 503 or time.monotonic() > deadline:
+            return answer
+        time.sleep(0.2)
+
+
+def test_login_fails_closed_while_the_database_is_down(make_app: Any, pg_app: Any, db_proxy: Any,
+                                                       redis_prefix: str, mailbox: Any) -> None:
+    """The database goes away between the login page and the password submission.
+
+    Expected: the submission answers the 503 French page "Service momentanément indisponible" (no
+    traceback, Retry-After), no failure is counted against the account (a later right password is not
+    refused or locked); once the database is back the same app logs the person in without restart."""
+    proxy, url = db_proxy
+    app = _proxied_app(make_app, url, redis_prefix)
+    make_account(app)
+    client = app.test_client()
+    bind(client, new_interaction(app))
+    token = csrf_from(client.get("/connexion").data)
+    proxy.cut()
+    for _ in range(3):  # three tries during the outage: none may count as a wrong password
+        assert_unavailable_page(client.post("/connexion", data={"csrf_token": token, "nir": NIR, "password": PASSWORD}))
+    proxy.start()
+    done = _recovers(lambda: client.post("/connexion", data={"csrf_token": token, "nir": NIR, "password": PASSWORD}))
+    assert done.status_code == 303 and done.headers["Location"].endswith("/connexion/code")
+
+
+def test_token_endpoint_answers_503_json_and_the_code_survives_the_outage(make_app: Any, pg_app: Any, db_proxy: Any,
+                                                                         redis_prefix: str) -> None:
+    """The database goes away just before the RP redeems its authorization code.
+
+    Expected: /token answers 503 JSON (``temporarily_unavailable``, never a 500 or an HTML page); the
+    client cannot be authenticated so the code is not consumed, and once the database is back the same
+    code is redeemed (within its 60 s life): the outage loses nothing."""
+    proxy, url = db_proxy
+    app = _proxied_app(make_app, url, redis_prefix)
+    person = make_person(app)
+    rp = make_rp(app, "web")
+    client = app.test_client()
+    f = flow(rp)
+    code = login(app, client, person, f)["code"]
+    data = {"grant_type": "authorization_code", "code": code, "redirect_uri": f.params["redirect_uri"],
+            "code_verifier": f.verifier}
+    proxy.cut()
+    down = client.post("/token", data=data, auth=(rp.client_id, rp.secret))  # web RPs use client_secret_basic
+    assert down.status_code == 503 and down.json["error"] == "temporarily_unavailable", down.data[:300]
+    proxy.start()
+    back = _recovers(lambda: redeem(client, rp, code, f))
+    assert back.status_code == 200 and "refresh_token" in back.json, back.data[:300]
