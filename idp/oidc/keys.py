@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from joserfc.jwk import ECKey, Key, KeySet, RSAKey
@@ -132,7 +133,16 @@ def signing_key(alg: str) -> Key:
         raise ValueError(f"unsupported signing algorithm {alg}")
     ensure_keys(alg)
     record = next(r for r in _records(alg) if r.state == "current")
-    key = KeySet.import_key_set({"keys": [json.loads(decrypt(record.private_jwk_enc, purpose=_PURPOSE))]})
+    return _private_key(record.kid, record.private_jwk_enc)
+
+
+@lru_cache(maxsize=32)
+def _private_key(kid: str, sealed: str) -> Key:
+    """The parsed private key of a record. Parsing an RSA JWK validates the key (tens of ms of CPU,
+    more than everything else in a token request), so it is done once per process; the database
+    still decides at every call which key is current, so rotation works across workers. The
+    sealed value is part of the cache key: another deployment secret can never reuse an entry."""
+    key = KeySet.import_key_set({"keys": [json.loads(decrypt(sealed, purpose=_PURPOSE))]})
     return key.keys[0]
 
 
