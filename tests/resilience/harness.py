@@ -24,7 +24,7 @@ from pathlib import Path
 import redis as redis_lib
 import requests
 
-from tests.conftest import free_port
+from tests.conftest import REDIS_URL, TEST_SECRET, free_port
 
 
 def wait_until(predicate: object, *, timeout: float, what: str, step: float = 0.1) -> None:
@@ -43,6 +43,7 @@ class Gunicorn:
 
     env: Mapping[str, str]
     workers: int = 4
+    threads: int = 4  # gthread, as config/gunicorn.conf.py runs in production
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
@@ -59,6 +60,7 @@ class Gunicorn:
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.process = subprocess.Popen(
             [str(gunicorn), "idp:create_app()", "-w", str(self.workers), "-b", f"127.0.0.1:{self.port}",
+             "--worker-class", "gthread", "--threads", str(self.threads),
              "--log-level", "warning", "--timeout", "60", "--graceful-timeout", "5"],
             env=env, stdout=log, stderr=log)
         wait_until(self._healthy, timeout=timeout, what="gunicorn /healthz")
@@ -91,6 +93,22 @@ class Gunicorn:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=5)
+
+
+def idp_env(*, postgres_url: str, redis_prefix: str, mailbox: object, clock: object, clock_file: Path,
+            **extra: str) -> dict[str, str]:
+    """``IDP_*`` variables of a test server on the run's PostgreSQL database and the real Redis.
+
+    Its clock is the test's frozen clock (``IDP_CLOCK_FILE`` holds the offset from real time), so that
+    keys and accounts seeded through ``pg_app`` are seen at the same instant by the server."""
+    from datetime import UTC, datetime
+
+    clock_file.write_text(str((clock.now() - datetime.now(UTC)).total_seconds()))  # type: ignore[attr-defined]
+    return {"IDP_ENV": "development", "IDP_SECRET_KEY": TEST_SECRET, "IDP_DATABASE_URL": postgres_url,
+            "IDP_REDIS_URL": REDIS_URL, "IDP_REDIS_PREFIX": redis_prefix,
+            "IDP_SMTP_HOST": mailbox.host, "IDP_SMTP_PORT": str(mailbox.port),  # type: ignore[attr-defined]
+            "IDP_ARGON2_TIME_COST": "1", "IDP_ARGON2_MEMORY_COST": "1024", "IDP_CLOCK_FILE": str(clock_file),
+            "IDP_LOG_LEVEL": "WARNING", **extra}
 
 
 # --- Redis ---------------------------------------------------------------------------------------
