@@ -78,6 +78,8 @@ def demo(host: str, port: int) -> None:
     """Development: migrate, load the demo data, start an SMTP sink and serve on HOST:PORT."""
     from idp.demo import prepare_demo
 
+    # The demo RP and the tokens must name the address actually served, unless told otherwise.
+    os.environ.setdefault("IDP_ISSUER", f"http://{host}:{port}")
     app = make_app()
     settings = app.extensions["idp.settings"]
     if settings.is_production:
