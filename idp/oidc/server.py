@@ -27,7 +27,7 @@ from joserfc import jwe
 from joserfc.jwk import KeySet
 
 from idp.clock import timestamp
-from idp.extensions import clock, redis_client, rkey, settings
+from idp.extensions import clock, db, redis_client, rkey, settings
 from idp.oidc import claims, keys, tokens
 from idp.oidc.clients import access_token_ttl, code_ttl, get_client, refresh_token_ttl
 from idp.oidc.models import AUTH_METHODS, Client, RefreshToken
@@ -230,6 +230,9 @@ def _save_token(token: dict[str, Any], request: OAuth2Request) -> None:
         new_family_id = record.family_id
     tokens.store_access_token(token["access_token"], client=client, scope=token.get("scope", ""), user=user,
                               expires_in=int(token["expires_in"]), family_id=new_family_id)
+    # One commit for the rotation claim and the successor, after Redis took the access token: a failure
+    # (Redis or database down, worker killed) before it leaves the old refresh token usable.
+    db.session.commit()
     request.issued = (token["access_token"], new_family_id)
 
 

@@ -222,7 +222,9 @@ def issue_refresh_token(token: str, *, client: Client, scope: str, user: EndUser
                           issued_at=now,
                           expires_at=aware(family.expires_at) if family else now + timedelta(seconds=lifetime))
     db.session.add(record)
-    db.session.commit()
+    # Flushed, not committed: the caller commits once the access token is stored too, so that the claimed
+    # rotation of the predecessor and its successor are written together or not at all.
+    db.session.flush()
     return record
 
 
@@ -234,11 +236,15 @@ def find_refresh_token(token: str) -> RefreshToken | None:
 
 
 def claim_rotation(record: RefreshToken) -> bool:
-    """Atomically mark the token as used; False when someone used it already (reuse)."""
+    """Atomically mark the token as used; False when someone used it already (reuse).
+
+    Not committed here: the row stays locked until the successor is committed with it (see
+    ``idp.oidc.server._save_token``). A worker that dies in between leaves the token unused, so that
+    the client's retry succeeds instead of being taken for a reuse that revokes the family; a parallel
+    use of the same token waits for that lock and then finds the token rotated."""
     result = db.session.execute(update(RefreshToken)
                                 .where(RefreshToken.id == record.id, RefreshToken.rotated_at.is_(None))
                                 .values(rotated_at=clock().now()))
-    db.session.commit()
     return bool(getattr(result, "rowcount", 0) == 1)
 
 
