@@ -25,10 +25,49 @@ if (!clientSecret) {
   throw new Error('PEER_CLIENT_SECRET is required');
 }
 
+// The oidc-provider adapter interface (lib/adapters/memory_adapter.js) on an unbounded Map; expiry is
+// left to oidc-provider's own checks (the run is bounded in time and count).
+const store = new Map();
+class MapAdapter {
+  constructor(name) { this.name = name; }
+
+  key(id) { return `${this.name}:${id}`; }
+
+  async upsert(id, payload) {
+    store.set(this.key(id), payload);
+    if (payload.grantId) {
+      const grantKey = `grant:${payload.grantId}`;
+      if (!store.has(grantKey)) store.set(grantKey, []);
+      store.get(grantKey).push(this.key(id));
+    }
+    if (payload.userCode) store.set(`userCode:${payload.userCode}`, id);
+    if (payload.uid) store.set(`uid:${payload.uid}`, id);
+  }
+
+  async find(id) { return store.get(this.key(id)); }
+
+  async findByUserCode(userCode) { return this.find(store.get(`userCode:${userCode}`)); }
+
+  async findByUid(uid) { return this.find(store.get(`uid:${uid}`)); }
+
+  async consume(id) {
+    const found = store.get(this.key(id));
+    if (found) found.consumed = Math.floor(Date.now() / 1000);
+  }
+
+  async destroy(id) { store.delete(this.key(id)); }
+
+  async revokeByGrantId(grantId) {
+    for (const key of store.get(`grant:${grantId}`) || []) store.delete(key);
+    store.delete(`grant:${grantId}`);
+  }
+}
+
 const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
 const signingKey = { ...privateKey.export({ format: 'jwk' }), kid: 'peer-rs256', alg: 'RS256', use: 'sig' };
 
 const provider = new Provider(issuer, {
+  adapter: MapAdapter,
   clients: [{
     client_id: clientId,
     client_secret: clientSecret,
