@@ -51,7 +51,9 @@ def _new_record(alg: str, state: str) -> SigningKey:
 
 
 def _records(alg: str | None = None) -> list[SigningKey]:
-    query = select(SigningKey).order_by(SigningKey.created_at)
+    # created_at then kid: a total order, so every worker picks the same current key even in the unlikely
+    # case where two workers created one concurrently on a fresh install (both are published).
+    query = select(SigningKey).order_by(SigningKey.created_at, SigningKey.kid)
     if alg:
         query = query.where(SigningKey.alg == alg)
     return list(db.session.scalars(query))
