@@ -165,6 +165,10 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
+        if isinstance(exc, UnicodeDecodeError):
+            # werkzeug decodes the query string lazily (request.args) and raises on bytes that are not
+            # UTF-8: that is the client's malformed request, not a server error.
+            return _idp_error(BadRequest(detail="request is not valid UTF-8"))
         if is_dependency_failure(exc):
             log.error("dependency unavailable", extra={"error": type(exc).__name__})
             return _idp_error(ServiceUnavailable(detail=type(exc).__name__))

@@ -190,6 +190,20 @@ def _no_store(response: Any) -> Any:
     return response
 
 
+@api_bp.before_request
+def _refuse_malformed_authorization() -> ResponseReturnValue | None:
+    """A lone scheme (``Authorization: Basic``) is a malformed request (RFC 6749 §5.2, RFC 6750 §3.1).
+
+    Authlib splits the header as "<scheme> <credentials>" and raises on a lone scheme, which would be
+    a 500: refuse it here, before any client authentication."""
+    value = request.headers.get("Authorization")
+    if value is None or len(value.split(None, 1)) == 2:
+        return None
+    response = jsonify(error="invalid_request", error_description="Malformed Authorization header.")
+    response.status_code = 400
+    return _no_store(response)
+
+
 @api_bp.get("/.well-known/openid-configuration")
 def openid_configuration() -> ResponseReturnValue:
     """OIDC Discovery 1.0 §3 metadata."""
