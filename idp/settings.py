@@ -252,6 +252,8 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
     return settings
 
 
+_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
 # Counts where zero is meaningful (no proxy in front, no retry); every other number must be positive.
 _MAY_BE_ZERO = frozenset({"proxy_hops", "rfi_retries"})
 
@@ -271,6 +273,11 @@ def validate(s: Settings) -> None:
         raise SettingsError("IDP_RFI_URL", "is required with IDP_RFI_BACKEND=http")
     if not s.redis_url.startswith(("memory://", "redis://", "rediss://", "unix://")):
         raise SettingsError("IDP_REDIS_URL", f"must be memory://, redis:// or rediss://, got {s.redis_url!r}")
+    host = urlsplit(s.issuer).hostname or ""
+    if not s.is_production and s.issuer.startswith("https://") and host not in _LOCAL_HOSTS:
+        # A forgotten IDP_ENV must not expose the development mailbox, demo RP and clock file on a real host.
+        raise SettingsError("IDP_ENV", f"is development but the issuer {s.issuer} is a public https URL; "
+                                       "set IDP_ENV=production (or use a localhost issuer for development)")
     if s.is_production:
         _validate_production(s)
 

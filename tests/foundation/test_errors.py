@@ -83,9 +83,9 @@ def test_hsts_outside_development(clock, tmp_path):
     from idp import create_app
     from tests.conftest import base_config
 
-    app = create_app(base_config(clock, None, issuer="https://connexion.example", redis_url="memory://",
+    app = create_app(base_config(clock, None, issuer="https://localhost", redis_url="memory://",
                                  database_url=f"sqlite:///{tmp_path}/h.db"))
-    response = app.test_client().get("/", base_url="https://connexion.example")
+    response = app.test_client().get("/", base_url="https://localhost")
     assert response.headers["Strict-Transport-Security"].startswith("max-age=")
 
 

@@ -86,6 +86,14 @@ def test_every_seed_number_is_read_from_its_idp_variable():
         (5, 60, 86400, 172800)
 
 
+def test_development_is_refused_with_a_public_https_issuer():
+    """A forgotten IDP_ENV would expose the mailbox page, the demo RP and the clock file on a real host."""
+    with pytest.raises(SettingsError) as caught:
+        load_settings(environ={"IDP_ISSUER": "https://connexion.ameli.example"})
+    assert caught.value.setting == "IDP_ENV"
+    assert load_settings(environ={"IDP_ISSUER": "https://localhost:8443"}).env == "development"
+
+
 def test_zero_is_accepted_where_it_means_none():
     s = load_settings(environ={"IDP_RFI_RETRIES": "0", "IDP_PROXY_HOPS": "0"})
     assert (s.rfi_retries, s.proxy_hops) == (0, 0)
@@ -93,9 +101,9 @@ def test_zero_is_accepted_where_it_means_none():
 
 def test_toml_file_is_read_and_environment_wins_over_it(tmp_path):
     config = tmp_path / "idp.toml"
-    config.write_text('issuer = "https://toml.example"\nemail_code_quota = 7\nsmtp_use_tls = true\n')
+    config.write_text('issuer = "https://localhost:8443"\nemail_code_quota = 7\nsmtp_use_tls = true\n')
     s = load_settings(environ={"IDP_CONFIG": str(config), "IDP_EMAIL_CODE_QUOTA": "6"})
-    assert s.issuer == "https://toml.example"
+    assert s.issuer == "https://localhost:8443"
     assert s.smtp_use_tls is True
     assert s.email_code_quota == 6
 
