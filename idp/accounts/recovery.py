@@ -16,7 +16,7 @@ from idp.accounts import service
 from idp.accounts.models import Account
 from idp.clock import timestamp
 from idp.crypto import hash_token, new_token
-from idp.errors import IdpError
+from idp.errors import IdpError, TooManyRequests
 from idp.extensions import clock, redis_client, rkey, settings
 from idp.mfa import limits
 
@@ -46,6 +46,14 @@ def _index(account_id: str) -> str:
 def link_for(token: str) -> str:
     """The absolute URL of the reset page for ``token`` (built from the issuer, not from the request)."""
     return f"{settings().issuer}{RESET_PATH}{token}"
+
+
+def throttle_address(address: str) -> None:
+    """Limit reset requests per client address (same budget as failed logins) so that one address
+    cannot probe many NIRs or flood mailboxes; raises TooManyRequests (429, French page)."""
+    s = settings()
+    if limits.hit_rate("pwreset-address", address, window=s.address_failure_window) > s.address_failure_limit:
+        raise TooManyRequests(detail="password reset address limit")
 
 
 def request_reset(nir_text: str) -> None:

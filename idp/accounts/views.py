@@ -169,6 +169,7 @@ def forgot() -> ResponseReturnValue:
     """Ask for a reset link; the answer is the same whether or not the NIR has an account."""
     errors: dict[str, str] = {}
     if request.method == "POST":
+        recovery.throttle_address(request.remote_addr or "-")
         nir = _nir_or_error(request.form.get("nir", ""), errors)
         if nir is not None:
             try:

@@ -241,3 +241,15 @@ def test_cli_reset_with_sms_uses_the_dev_gateway(cli: Any, tmp_path: Any, record
     result = cli("accounts", "reset", nir, "--sms", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["sms_sent_to"] == "+33 6 ** ** ** 01"
+
+
+def test_forgotten_password_requests_are_limited_per_address(loaded: Any, records: list[dict[str, Any]],
+                                                             mailbox: Any) -> None:
+    """One address cannot probe NIRs or flood mailboxes through the reset page: past the limit, a 429 page."""
+    with loaded.app_context():
+        limit = loaded.extensions["idp.settings"].address_failure_limit
+    client = loaded.test_client()
+    nir = by_name(records, "BERNARD")["nir"]
+    answers = [submit(client, "/mot-de-passe-oublie", {"nir": nir}).status_code for _ in range(limit + 1)]
+    assert answers[:limit] == [303] * limit
+    assert answers[limit] == 429
