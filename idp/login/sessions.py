@@ -33,6 +33,11 @@ class BrowserSession:
     created_at: int
     last_seen: int
     clients: list[str] = field(default_factory=list)  # client_ids that got tokens (for logout)
+    # The login that opened it had a second factor good for web clients (e-mail code, or a platform
+    # credential activated with two factors), or was finished on a trusted browser. A session without
+    # either (mobile password-only login, federation without code) never gives web clients SSO.
+    second_factor: bool = False
+    trusted_browser: bool = False
 
     def to_json(self) -> str:
         """Serialised form stored in Redis."""
@@ -50,11 +55,13 @@ class SessionStore:
     def _index(account_id: str) -> str:
         return rkey("sessions-of", account_id)
 
-    def create(self, *, account_id: str, auth_time: int, amr: list[str], acr: str) -> BrowserSession:
+    def create(self, *, account_id: str, auth_time: int, amr: list[str], acr: str, second_factor: bool = False,
+               trusted_browser: bool = False) -> BrowserSession:
         """A new session with a fresh random id."""
         now = timestamp(clock().now())
         session = BrowserSession(id=new_token(32), account_id=account_id, auth_time=auth_time, amr=list(amr),
-                                 acr=acr, created_at=now, last_seen=now)
+                                 acr=acr, created_at=now, last_seen=now, second_factor=second_factor,
+                                 trusted_browser=trusted_browser)
         self._write(session)
         redis_client().sadd(self._index(account_id), session.id)
         redis_client().expire(self._index(account_id), settings().session_absolute_timeout + 3600)

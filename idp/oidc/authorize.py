@@ -170,10 +170,24 @@ def login_reasons(params: dict[str, str], session: BrowserSession | None, client
         reasons.append("max_age")
     if session is not None and needed_acr and acr_rank(session.acr) < acr_rank(needed_acr):
         reasons.append("acr_values")
+    if session is not None and _require_email_code(client, needed_acr) and not (
+            session.second_factor or session.trusted_browser):
+        # A mobile (password only) or federation-without-code login must not give web clients SSO
+        # without the security code: the login policy asks for it in a new interaction.
+        reasons.append("second_factor")
     hinted = hint_subject(params, redirect_uri)
     if session is not None and hinted is not None and hinted != claims.subject(client, session.account_id):
         reasons.append("id_token_hint")
     return reasons
+
+
+def web_second_factor(amr: list[str], data: dict[str, Any]) -> bool:
+    """True when a finished login had a second factor that web clients accept: the e-mail code, or a
+    platform credential (``hwk`` + ``user``) that was itself activated with two factors (the WebAuthn
+    sign-in records that in ``data["webauthn_mfa"]``)."""
+    if "mail" in amr:
+        return True
+    return "hwk" in amr and "user" in amr and bool(data.get("webauthn_mfa"))
 
 
 def _max_age(params: dict[str, str], redirect_uri: str) -> int | None:

@@ -142,7 +142,9 @@ def _open_session(finished: Interaction) -> tuple[BrowserSession, EndUser]:
     acr, amr = authentication_context(finished.amr)
     acr = finished.acr or acr
     auth_time = finished.auth_time or timestamp(clock().now())
-    session = sessions.create(account_id=finished.account_id, auth_time=auth_time, amr=amr, acr=acr)
+    session = sessions.create(account_id=finished.account_id, auth_time=auth_time, amr=amr, acr=acr,
+                              second_factor=authz.web_second_factor(finished.amr, finished.data),
+                              trusted_browser=bool(finished.data.get("trusted_browser_ok")))
     claims_request = authz.parse_claims(finished.request, finished.request["redirect_uri"])
     return session, authz.end_user_from_session(session, claims_request)
 

@@ -66,7 +66,7 @@ def test_session_with_a_lower_acr_than_requested_starts_a_new_login(app: Any, cl
     finish_login(app, client, person, amr=("pwd",))
     response = client.get("/authorize", query_string=flow(web_rp, acr_values="eidas2").params)
     assert response.status_code == 303
-    assert _interaction(app, client).reasons == ["acr_values"]
+    assert "acr_values" in _interaction(app, client).reasons
 
 
 def test_federation_code_lives_30_seconds(app: Any, client: Any, clock: Any, person: Any) -> None:
