@@ -14,6 +14,7 @@ servers). Without them the tests that need them are skipped, except when ``IDP_T
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -210,21 +211,28 @@ def client(app: Any) -> Any:
     return app.test_client()
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A PostgreSQL database created for this test run and dropped after it."""
-    name = f"idp_test_{RUN_ID}"
+@contextlib.contextmanager
+def temporary_postgres_database(name: str) -> Iterator[str]:
+    """Create database ``name`` on the test server, yield its URL, drop it afterwards (skip/fail if unreachable)."""
     try:
         admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
     except Exception as exc:
         _unavailable("PostgreSQL", exc)
-    url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    yield url
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL database created for this test run and dropped after it."""
+    with temporary_postgres_database(f"idp_test_{RUN_ID}") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -9,11 +9,11 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask_migrate import downgrade, upgrade
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import inspect
 
 from idp import create_app
 from idp.extensions import db
-from tests.conftest import POSTGRES_ADMIN_URL, _unavailable, base_config
+from tests.conftest import base_config, temporary_postgres_database
 
 MIGRATIONS = os.path.join(os.path.dirname(__file__), "..", "..", "idp", "migrations")
 
@@ -24,17 +24,8 @@ def empty_database_url(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/migrations.sqlite3"
         return
-    name = f"idp_mig_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:
-        _unavailable("PostgreSQL", exc)
-    yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with temporary_postgres_database(f"idp_mig_{uuid.uuid4().hex[:10]}") as url:
+        yield url
 
 
 def _diff(app):
