@@ -91,7 +91,7 @@ def run_closed_loop(name: str, target: str, users: Sequence[Any], operation: Cal
 
     The first ``warmup`` seconds are run but not counted (connections, caches, JIT of the peer)."""
     lock = threading.Lock()
-    state: dict[str, Any] = {"started": 0, "errors": 0, "first_error": ""}
+    state: dict[str, Any] = {"started": 0, "errors": 0, "first_error": "", "finished": 0}
     timers = [Timer() for _ in users]
     totals: list[list[float]] = [[] for _ in users]
     stop = threading.Event()
@@ -119,6 +119,8 @@ def run_closed_loop(name: str, target: str, users: Sequence[Any], operation: Cal
                         state["first_error"] = state["first_error"] or f"{type(exc).__name__}: {exc}"[:300]
                 time.sleep(0.01)  # an erroring server must not turn the generator into a busy loop
                 continue
+            with lock:
+                state["finished"] += 1  # warm-up and tail included: what storage deltas divide by
             if measuring.is_set() and not stop.is_set():
                 totals[index].append(time.perf_counter() - started)
                 for step, values in probe.steps.items():
@@ -152,4 +154,4 @@ def run_closed_loop(name: str, target: str, users: Sequence[Any], operation: Cal
                   elapsed_s=elapsed, per_s=completed / elapsed if elapsed > 0 else 0.0,
                   latency=summary(all_totals), steps={k: summary(v) for k, v in merged.items()},
                   server_cpu_s=cpu_after - cpu_before, generator_cpu_s=generator,
-                  first_error=str(state["first_error"]))
+                  first_error=str(state["first_error"]), extra={"finished_in_all": int(state["finished"])})
