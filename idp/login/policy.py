@@ -106,7 +106,8 @@ def biometric_available(interaction: Interaction) -> bool:
     if interaction.account_id is None:
         return False
     endpoints = {rule.rule for rule in current_app.url_map.iter_rules()}
-    return BIOMETRIC_VERIFY_PATH in endpoints and has_usable_credential(interaction.account_id)
+    return BIOMETRIC_VERIFY_PATH in endpoints and has_usable_credential(
+        interaction.account_id, for_web=interaction.client_kind != "mobile")
 
 
 def _terms_pending(account: Account) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Integer, LargeBinary, String
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Integer, LargeBinary, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from idp.extensions import Base
@@ -37,6 +37,10 @@ class WebAuthnCredential(Base):
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Activated in a login that already had two factors (e-mail code, a credential itself activated so,
+    # or a trusted browser). Only such credentials replace the security code on web and federation
+    # clients; one activated after a password-only (mobile) login serves the app only.
+    activated_with_mfa: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     def usable_at(self, instant: datetime) -> bool:
         """True when neither revoked nor past its expiry at ``instant``."""

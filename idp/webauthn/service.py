@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import and_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from idp import audit
 from idp.clock import paris_display
@@ -66,6 +67,9 @@ CHALLENGE_MESSAGE = ("Le délai pour utiliser la biométrie est dépassé ou la 
 UNKNOWN_MESSAGE = f"Cette biométrie n'est pas reconnue ou a été désactivée. {RETRY_PASSWORD}"
 CLONED_MESSAGE = ("Par sécurité, cette biométrie a été désactivée car elle semble avoir été copiée sur un autre "
                   f"appareil. {RETRY_PASSWORD} Vous pourrez ensuite activer de nouveau la biométrie.")
+APP_ONLY_MESSAGE = ("Cette biométrie a été activée depuis l'application sans code de sécurité : elle ne remplace pas "
+                    "le code sur ce site. Connectez-vous avec votre mot de passe et le code de sécurité, puis vous "
+                    "pourrez activer la biométrie pour ce site.")
 ACTIVATION_MESSAGE = ("L'activation de la biométrie n'a pas abouti. Vérifiez que le verrouillage de votre téléphone "
                       "par empreinte digitale ou reconnaissance faciale est activé, puis réessayez.")
 
@@ -75,19 +79,33 @@ def _usable_clause(now: datetime) -> Any:
     return and_(WebAuthnCredential.revoked_at.is_(None), WebAuthnCredential.expires_at > now)
 
 
-def usable_credentials(account_id: str) -> list[WebAuthnCredential]:
-    """The account's credentials that are neither revoked nor expired, newest first."""
+def usable_credentials(account_id: str, *, for_web: bool = False) -> list[WebAuthnCredential]:
+    """The account's credentials that are neither revoked nor expired, newest first (``for_web``: only
+    those activated with two factors, the ones that may replace the security code)."""
     stmt = (select(WebAuthnCredential)
             .where(WebAuthnCredential.account_id == account_id, _usable_clause(clock().now()))
             .order_by(WebAuthnCredential.created_at.desc()))
+    if for_web:
+        stmt = stmt.where(WebAuthnCredential.activated_with_mfa.is_(True))
     return list(db.session.scalars(stmt))
 
 
-def has_usable_credential(account_id: str) -> bool:
-    """True when the account has an unexpired, unrevoked platform credential."""
+def has_usable_credential(account_id: str, *, for_web: bool = False) -> bool:
+    """True when the account has an unexpired, unrevoked platform credential; ``for_web``: one
+    activated with two factors (a credential activated after a password-only login serves the app only)."""
     stmt = (select(WebAuthnCredential.id)
             .where(WebAuthnCredential.account_id == account_id, _usable_clause(clock().now())).limit(1))
+    if for_web:
+        stmt = stmt.where(WebAuthnCredential.activated_with_mfa.is_(True))
     return db.session.scalar(stmt) is not None
+
+
+def login_has_two_factors(interaction: Interaction) -> bool:
+    """Whether the login in progress may activate a credential that web clients accept: it had the
+    e-mail code, a credential itself activated with two factors, or a trusted browser."""
+    from idp.oidc.authorize import web_second_factor
+
+    return web_second_factor(interaction.amr, interaction.data) or bool(interaction.data.get("trusted_browser_ok"))
 
 
 def list_credentials(account_id: str) -> list[WebAuthnCredential]:
@@ -124,7 +142,7 @@ def offer_due(interaction: Interaction, account: Account) -> bool:
         return False
     if _pending_terms(account) is not None:
         return False
-    return not has_usable_credential(account.id)
+    return not has_usable_credential(account.id, for_web=interaction.client_kind != "mobile")
 
 
 def record_offer_choice(interaction: Interaction, account: Account, choice: OfferChoice) -> None:
@@ -143,9 +161,10 @@ def record_offer_choice(interaction: Interaction, account: Account, choice: Offe
 def start_registration(*, interaction: Interaction, account: Account) -> dict[str, Any]:
     """Options for ``navigator.credentials.create()``; the challenge stays server-side."""
     s = settings()
-    # Only usable credentials are excluded: an expired one on the same phone must not block re-activation.
+    # Only usable credentials are excluded: an expired one on the same phone must not block re-activation,
+    # nor an app-only one (activated without two factors) an activation that web clients will accept.
     exclude = [CredentialRef(credential_id=c.credential_id, transports=c.transports or ())
-               for c in usable_credentials(account.id)]
+               for c in usable_credentials(account.id, for_web=login_has_two_factors(interaction))]
     options = ceremonies.registration_options(
         rp_id=s.rp_id, rp_name=s.webauthn_rp_name, user_handle=account.id.encode(),
         user_name="Mon compte ameli", display_name="Mon compte ameli", exclude=exclude,
@@ -180,21 +199,48 @@ def finish_registration(*, interaction: Interaction, account: Account, response:
     taken = db.session.scalar(select(WebAuthnCredential.id)
                               .where(WebAuthnCredential.credential_id == registered.credential_id))
     if taken is not None:
-        audit.record("webauthn.activation_refused", account_id=account.id, reason="credential id already registered")
-        raise BiometricRefused(ACTIVATION_MESSAGE, detail="credential id already registered")
+        _refuse_duplicate(account)
     now = clock().now()
+    with_mfa = login_has_two_factors(interaction)
     credential = WebAuthnCredential(
         account_id=account.id, credential_id=registered.credential_id, public_key=registered.public_key,
         sign_count=registered.sign_count, backup_eligible=registered.backup_eligible,
         backup_state=registered.backup_state, transports=registered.transports, aaguid=registered.aaguid,
         attestation_format=registered.attestation_format, device_label=device_label[:120] or "Appareil",
-        created_at=now, expires_at=now + timedelta(seconds=s.biometric_ttl))
+        created_at=now, expires_at=now + timedelta(seconds=s.biometric_ttl), activated_with_mfa=with_mfa)
     db.session.add(credential)
-    db.session.flush()
+    try:
+        db.session.flush()
+    except IntegrityError:  # the same credential id registered in parallel (unique index)
+        db.session.rollback()
+        _refuse_duplicate(account)
     audit.record("webauthn.activated", account_id=account.id, client_id=interaction.client_id, commit=False,
-                 credential=credential.id, aaguid=registered.aaguid, backup_eligible=registered.backup_eligible)
+                 credential=credential.id, aaguid=registered.aaguid, backup_eligible=registered.backup_eligible,
+                 with_mfa=with_mfa)
     db.session.commit()
+    notify_activation(account, credential)
     return credential
+
+
+def _refuse_duplicate(account: Account) -> None:
+    audit.record("webauthn.activation_refused", account_id=account.id, reason="credential id already registered")
+    raise BiometricRefused(ACTIVATION_MESSAGE, detail="credential id already registered")
+
+
+def notify_activation(account: Account, credential: WebAuthnCredential) -> bool:
+    """E-mail the account's owner that biometrics were activated (an activation they did not make is a
+    sign of a stolen password). Best effort: a mail that cannot be sent does not undo the activation."""
+    from idp.notify.mail import MailNotSent, send_mail
+
+    if not account.email:
+        return False
+    try:
+        send_mail(account.email, "Mon compte ameli : biométrie activée", "webauthn_activated",
+                  device=credential.device_label, when=paris_display(clock().now()), months=expiry_months())
+    except MailNotSent:
+        log.warning("biometric activation notice not sent", extra={"account_id": account.id})
+        return False
+    return True
 
 
 # --- sign-in (authentication) ----------------------------------------------------------------
@@ -262,6 +308,11 @@ def _check_state(interaction: Interaction, credential: WebAuthnCredential,
         audit.record("webauthn.expired_credential_used", account_id=credential.account_id,
                      client_id=interaction.client_id, credential=credential.id)
         raise BiometricRefused(expired_message(), detail="expired credential")
+    if interaction.client_kind != "mobile" and not credential.activated_with_mfa:
+        # Activated after a password-only login (the app): it must not replace the code on the web.
+        audit.record("webauthn.sign_in_refused", account_id=credential.account_id, client_id=interaction.client_id,
+                     credential=credential.id, reason="credential activated without two factors")
+        raise BiometricRefused(APP_ONLY_MESSAGE, detail="credential activated without two factors")
     if interaction.account_id is not None and interaction.account_id != credential.account_id:
         audit.record("webauthn.sign_in_refused", account_id=interaction.account_id, client_id=interaction.client_id,
                      reason="credential of another account")
@@ -324,6 +375,8 @@ def sign_in(*, interaction: Interaction, response: Mapping[str, Any]) -> WebAuth
     credential = verify_sign_in(interaction=interaction, response=response)
     interaction.account_id = credential.account_id
     interaction.complete(*AMR)
+    # Read by the OIDC layer: a session opened with this credential satisfies web clients only if so.
+    interaction.data["webauthn_mfa"] = bool(credential.activated_with_mfa)
     interactions.save(interaction)
     return credential
 

@@ -167,6 +167,7 @@ def upgrade():
     sa.Column('last_used_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('revoked_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('activated_with_mfa', sa.Boolean(), server_default=sa.false(), nullable=False),
     sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_webauthn_credentials_account_id_accounts'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_webauthn_credentials')),
     sa.UniqueConstraint('credential_id', name=op.f('uq_webauthn_credentials_credential_id'))

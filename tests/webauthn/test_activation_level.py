@@ -1,0 +1,122 @@
+"""A credential activated after a password-only (mobile) login serves the app only; activation is
+e-mailed to the owner; a parallel duplicate activation is a French refusal (review findings 4, 15)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from idp.audit import AuditEvent
+from idp.extensions import db
+from idp.login.interaction import interactions
+from idp.webauthn import challenges, service
+from idp.webauthn.service import BiometricRefused
+from tests.webauthn.conftest import challenge_of, make_account, make_interaction, recorded
+
+
+def _activate(account: Any, amr: list[str], *, client_kind: str = "web", data: dict[str, Any] | None = None) -> Any:
+    interaction = make_interaction(account=account, amr=amr, client_kind=client_kind)
+    if data:
+        interaction.data.update(data)
+        interactions.save(interaction)
+    challenges.keep("register", interaction.id, challenge_of("registration"), account_id=account.id)
+    return service.finish_registration(interaction=interaction, account=account,
+                                       response=recorded("registration")["credential"], device_label="Chrome sur Android")
+
+
+def _sign_in(client_kind: str) -> Any:
+    interaction = make_interaction(client_kind=client_kind)
+    challenges.keep("login", interaction.id, challenge_of("authentication"))
+    service.sign_in(interaction=interaction, response=recorded("authentication")["credential"])
+    return interactions.get(interaction.id)
+
+
+def test_credential_activated_after_a_mobile_password_only_login_is_not_usable_on_web(ctx: Any) -> None:
+    account = make_account(login_count=1)
+    credential = _activate(account, ["pwd"], client_kind="mobile")
+    assert credential.activated_with_mfa is False
+    assert service.has_usable_credential(account.id)
+    assert not service.has_usable_credential(account.id, for_web=True)
+
+
+def test_web_policy_does_not_offer_an_app_only_credential_as_second_factor(ctx: Any) -> None:
+    from idp.login.policy import biometric_available, next_step
+
+    account = make_account(login_count=1)
+    _activate(account, ["pwd"], client_kind="mobile")
+    web = make_interaction(account=account, amr=["pwd"])
+    assert not biometric_available(web)
+    assert next_step(web, account) == "code"
+    assert biometric_available(make_interaction(account=account, amr=["pwd"], client_kind="mobile"))
+
+
+def test_web_sign_in_with_an_app_only_credential_is_refused_in_french(ctx: Any) -> None:
+    account = make_account(login_count=1)
+    _activate(account, ["pwd"], client_kind="mobile")
+    with pytest.raises(BiometricRefused) as info:
+        _sign_in("web")
+    assert "ne remplace pas le code" in info.value.description
+    reasons = [e.data.get("reason") for e in db.session.scalars(
+        select(AuditEvent).where(AuditEvent.event == "webauthn.sign_in_refused"))]
+    assert reasons == ["credential activated without two factors"]
+
+
+def test_mobile_sign_in_with_an_app_only_credential_works_but_gives_no_web_second_factor(ctx: Any) -> None:
+    from idp.oidc.authorize import web_second_factor
+
+    account = make_account(login_count=1)
+    _activate(account, ["pwd"], client_kind="mobile")
+    signed_in = _sign_in("mobile")
+    assert signed_in.amr == ["hwk", "user"] and signed_in.data["webauthn_mfa"] is False
+    assert not web_second_factor(signed_in.amr, signed_in.data)
+
+
+@pytest.mark.parametrize(("amr", "data"), [(["pwd", "mail"], {}), (["pwd"], {"trusted_browser_ok": True})])
+def test_credential_activated_with_two_factors_replaces_the_code_on_web(ctx: Any, amr: list[str],
+                                                                       data: dict[str, Any]) -> None:
+    from idp.oidc.authorize import web_second_factor
+
+    account = make_account(login_count=1)
+    assert _activate(account, amr, data=data).activated_with_mfa is True
+    assert service.has_usable_credential(account.id, for_web=True)
+    signed_in = _sign_in("web")
+    assert signed_in.data["webauthn_mfa"] is True and web_second_factor(signed_in.amr, signed_in.data)
+
+
+def test_activation_e_mails_the_account_owner_in_french(app: Any, mailbox: Any) -> None:
+    with app.app_context():
+        account = make_account(login_count=1)
+        _activate(account, ["pwd", "mail"])
+    message = mailbox.last("assure@example.fr")
+    assert "biométrie activée" in message["subject"]
+    assert "Chrome sur Android" in message["body"] and "n'êtes pas à l'origine" in message["body"]
+
+
+def test_activation_succeeds_and_logs_a_warning_when_the_notice_cannot_be_sent(
+        app: Any, monkeypatch: Any, caplog: Any) -> None:
+    from idp.notify import mail
+
+    def down(*_: Any, **__: Any) -> None:
+        raise mail.MailNotSent(detail="test")
+
+    monkeypatch.setattr(mail, "send_mail", down)
+    with app.app_context():
+        account = make_account(login_count=1)
+        credential = _activate(account, ["pwd", "mail"])
+        assert service.has_usable_credential(account.id, for_web=True) and credential.id
+    assert "biometric activation notice not sent" in caplog.text
+
+
+def test_parallel_activation_of_the_same_credential_id_is_a_french_refusal_not_a_500(ctx: Any,
+                                                                                   monkeypatch: Any) -> None:
+    first, second = make_account(), make_account()
+    _activate(first, ["pwd", "mail"])
+    # The other request inserted the row between our check and our insert: the unique index decides.
+    monkeypatch.setattr(db.session, "scalar", lambda *_a, **_k: None)
+    with pytest.raises(BiometricRefused) as info:
+        _activate(second, ["pwd", "mail"])
+    assert "L'activation de la biométrie n'a pas abouti" in info.value.description
+    monkeypatch.undo()
+    assert not service.has_usable_credential(second.id)
