@@ -66,6 +66,7 @@ def run_journey(url: str, *, nir: str, password: str, wait_code: Callable[[], st
     started = rec.call("authorize", browser.get, url + "/authorize", params=params)
     assert started.status_code == 303 and started.headers["Location"].endswith("/connexion"), started.text[:200]
     page = rec.call("login page", browser.get, url + "/connexion")
+    assert page.status_code == 200, (page.status_code, re.sub(r"\s+", " ", html.unescape(page.text))[-1500:])
     answer = rec.call("identify", browser.post, url + "/connexion",
                       data={"csrf_token": csrf_from(page.text), "nir": nir, "password": password})
     assert answer.status_code == 303 and answer.headers["Location"].endswith("/connexion/code"), answer.text[:300]

@@ -151,7 +151,8 @@ def _refresh_races(server: Gunicorn, rp: Any, mailbox: Any) -> list[int]:
         answers = _race_refresh(server, rp, token)
         statuses += [a.status_code for a in answers]
         assert sum(a.status_code == 200 for a in answers) == 1, [a.text[:80] for a in answers]
-        assert all(a.json().get("error") == "invalid_grant" for a in answers if a.status_code != 200)
+        assert all(a.json().get("error") == "invalid_grant" for a in answers if a.status_code != 200), \
+            [(a.status_code, a.text[:120]) for a in answers]
     return statuses
 
 
