@@ -29,7 +29,7 @@ def _parse_nir(text: str, as_json: bool) -> Any:
 
 def _describe(account: Any) -> dict[str, Any]:
     from idp.accounts import service
-    from idp.mfa import limits
+    from idp.mfa import limits, trusted_browser
 
     lock = limits.account_lock(account.id)
     terms = service.pending_terms(account)
@@ -38,7 +38,8 @@ def _describe(account: Any) -> dict[str, Any]:
             "created_at": account.created_at, "password_changed_at": account.password_changed_at,
             "last_login_at": account.last_login_at, "login_count": account.login_count,
             "locked_until": lock.until if lock.locked else None,
-            "pending_terms": terms.version if terms else None}
+            "pending_terms": terms.version if terms else None,
+            "trusted_browsers": len(trusted_browser.list_for(account.id))}
 
 
 def _text(data: dict[str, Any]) -> str:

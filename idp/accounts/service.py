@@ -134,7 +134,8 @@ def authenticate(nir: Nir | str, password: str) -> Account | None:
 
 
 def set_password(account: Account, password: str, *, keep_session: str | None = None) -> None:
-    """Check the rules, store a new hash and end every browser session but ``keep_session``.
+    """Check the rules, store a new hash, end every browser session but ``keep_session`` and revoke the
+    trusted browsers, refresh-token families and access tokens of the account.
 
     Raises :class:`PasswordRejected` with the French reasons."""
     from idp.login.sessions import sessions
@@ -147,6 +148,17 @@ def set_password(account: Account, password: str, *, keep_session: str | None = 
     audit.record("account.password_changed", account_id=account.id, commit=False)
     db.session.commit()
     sessions.end_all(account.id, except_id=keep_session)
+    revoke_grants(account.id)
+
+
+def revoke_grants(account_id: str) -> None:
+    """What a password change or reset takes back besides browser sessions: every trusted browser,
+    every refresh-token family and every access token of the account."""
+    from idp.mfa import trusted_browser
+    from idp.oidc.tokens import revoke_all_for_account
+
+    trusted_browser.revoke_all(account_id)
+    revoke_all_for_account(account_id)
 
 
 def record_login(account: Account) -> None:
@@ -192,6 +204,7 @@ def reset_account(account: Account, *, actor: str = "advisor") -> None:
     audit.record("account.reset", account_id=account_id, commit=False, actor=actor)
     db.session.commit()
     sessions.end_all(account_id)
+    revoke_grants(account_id)  # the cascade removed the rows; access tokens live in Redis
     limits.unlock_account(account_id)
     codes.discard(EMAIL_CODE, account_id)
     from idp.accounts import recovery

@@ -133,8 +133,9 @@ class IdpAuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     def delete_authorization_code(self, authorization_code: tokens.AuthorizationCode) -> None:
         """Already deleted when redeemed; remember what it issued for replay detection."""
         issued = getattr(self.request, "issued", None)
-        if issued:
-            tokens.remember_code_issue(self._code, *issued)
+        if issued and tokens.remember_code_issue(self._code, *issued):
+            log.warning("authorization code replayed during its exchange: what it issued is revoked",
+                        extra={"client_id": authorization_code.client_id})
 
     def authenticate_user(self, authorization_code: tokens.AuthorizationCode) -> tokens.EndUser | None:
         """The account the code was issued to, if it still exists."""

@@ -1,10 +1,14 @@
 """Authorization codes, access tokens and refresh-token families.
 
 - Codes (RFC 6749 §4.1.2) live in Redis under the hash of the code, are read and deleted in one
-  atomic GETDEL (two parallel redemptions cannot both succeed) and leave a "used" marker that
-  remembers what they issued, so that a replayed code revokes those tokens (RFC 6749 §4.1.2).
+  atomic GETDEL (two parallel redemptions cannot both succeed) and leave a "used" marker (a Redis
+  hash) that remembers what they issued, so that a replayed code revokes those tokens (RFC 6749
+  §4.1.2). A replay that arrives while the first exchange is still running sets ``replayed`` in the
+  marker; the first exchange, recording what it issued, finds the flag and revokes at once (both
+  steps are single Lua scripts, so one of them always sees the other).
 - Access tokens are opaque, kept in Redis under their hash with their expiry (decided by the app
-  clock, the TTL only cleans up), and indexed by refresh family for revocation.
+  clock, the TTL only cleans up), and indexed by refresh family and by account for revocation
+  (password change or reset revokes every token of the account).
 - Refresh tokens are durable (SQL), hashed, bound to their client, rotated on every use inside a
   family with an absolute expiry; presenting a rotated token again revokes the whole family
   (RFC 9700 §4.14.2).
@@ -93,6 +97,21 @@ def save_code(code: str, record: AuthorizationCode) -> None:
     redis_client().set(rkey("code", hash_token(code)), json.dumps(asdict(record)), ex=ttl)
 
 
+# Replay of a used code: flag the marker (only if it exists: junk codes create nothing) and return
+# what the first exchange recorded so far.
+_FLAG_REPLAY = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+redis.call('HSET', KEYS[1], 'replayed', '1')
+return redis.call('HGETALL', KEYS[1])
+"""
+# The first exchange records what it issued and learns in the same step whether a replay came first.
+_RECORD_ISSUE = """
+redis.call('HSET', KEYS[1], 'access', ARGV[1], 'family', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return redis.call('HGET', KEYS[1], 'replayed')
+"""
+
+
 def redeem_code(code: str) -> AuthorizationCode | None:
     """Take the code (atomic GETDEL); a second redemption revokes what the first one issued."""
     digest = hash_token(code)
@@ -101,30 +120,47 @@ def redeem_code(code: str) -> AuthorizationCode | None:
         revoke_code_issue(digest)
         return None
     # Mark it used before anything else can fail, so a replay is always recognised.
-    redis_client().set(rkey("code-used", digest), json.dumps({}), ex=USED_CODE_TTL)
+    marker = rkey("code-used", digest)
+    pipe = redis_client().pipeline(transaction=True)
+    pipe.hset(marker, "used", "1")
+    pipe.expire(marker, USED_CODE_TTL)
+    pipe.execute()
     record = AuthorizationCode(**json.loads(raw))
     if timestamp(clock().now()) >= record.expires_at:
         return None
     return record
 
 
-def remember_code_issue(code: str, access_token: str, family_id: str | None) -> None:
-    """Remember what a redeemed code issued (revoked if the code is replayed)."""
-    issued = {"access": hash_token(access_token), "family": family_id}
-    redis_client().set(rkey("code-used", hash_token(code)), json.dumps(issued), ex=USED_CODE_TTL)
+def remember_code_issue(code: str, access_token: str, family_id: str | None) -> bool:
+    """Remember what a redeemed code issued; if the code was replayed meanwhile, revoke it now.
+
+    Returns True when it had to be revoked."""
+    access = hash_token(access_token)
+    replayed = redis_client().register_script(_RECORD_ISSUE)(
+        keys=[rkey("code-used", hash_token(code))], args=[access, family_id or "", USED_CODE_TTL])
+    if not replayed:
+        return False
+    _revoke_issued(access, family_id)
+    return True
 
 
 def revoke_code_issue(code_digest: str) -> bool:
-    """A replayed code: revoke the access token and the refresh family it issued; True if it was known."""
-    raw = redis_client().get(rkey("code-used", code_digest))
-    if raw is None:
+    """A replayed code: flag it and revoke the access token and the refresh family it issued (a first
+    exchange still running revokes them itself when it records them); True if the code was known."""
+    reply = redis_client().register_script(_FLAG_REPLAY)(keys=[rkey("code-used", code_digest)], args=[])
+    if not reply:
         return False
-    issued = json.loads(raw)
-    if issued.get("access"):
-        redis_client().delete(rkey("at", issued["access"]))
-    if issued.get("family"):
-        revoke_family(issued["family"])
+    items = [v.decode() if isinstance(v, bytes) else str(v) for v in reply]
+    issued = dict(zip(items[::2], items[1::2], strict=True))
+    _revoke_issued(issued.get("access") or None, issued.get("family") or None)
     return True
+
+
+def _revoke_issued(access_digest: str | None, family_id: str | None) -> None:
+    if access_digest:
+        redis_client().delete(rkey("at", access_digest))
+    if family_id:
+        revoke_family(family_id)
 
 
 # --- access tokens ---------------------------------------------------------------------------
@@ -181,17 +217,26 @@ class AccessToken:
         return get_client(self.client_id)
 
 
+# Add a member to an index set and keep the set at least as long as its longest-lived member.
+_INDEX_ADD = """
+redis.call('SADD', KEYS[1], ARGV[1])
+if redis.call('TTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return 1
+"""
+
+
 def store_access_token(token: str, *, client: Client, scope: str, user: EndUser, expires_in: int,
                        family_id: str | None) -> AccessToken:
-    """Save a new access token under its hash."""
+    """Save a new access token under its hash (indexed by family and by account for revocation)."""
     now = timestamp(clock().now())
     record = AccessToken(digest=hash_token(token), client_id=client.client_id, scope=scope, issued_at=now,
                          expires_at=now + expires_in, user=user.auth(), family_id=family_id)
     data = {k: v for k, v in asdict(record).items() if k != "digest"}
     redis_client().set(rkey("at", record.digest), json.dumps(data), ex=expires_in + 60)
+    index = redis_client().register_script(_INDEX_ADD)
+    index(keys=[rkey("at-account", user.account_id)], args=[record.digest, expires_in + 60])
     if family_id:
-        redis_client().sadd(rkey("at-family", family_id), record.digest)
-        redis_client().expire(rkey("at-family", family_id), expires_in + 60)
+        index(keys=[rkey("at-family", family_id)], args=[record.digest, expires_in + 60])
     return record
 
 
@@ -250,12 +295,31 @@ def claim_rotation(record: RefreshToken) -> bool:
 
 def revoke_family(family_id: str) -> None:
     """Revoke every refresh token of a family and the access tokens it issued."""
-    db.session.execute(update(RefreshToken).where(RefreshToken.family_id == family_id).values(revoked=True))
+    # Lock the family's rows in id order first: two parallel reuses of one family otherwise update the
+    # same rows in different orders and PostgreSQL kills one of them as a deadlock (a 503).
+    ids = list(db.session.scalars(select(RefreshToken.id).where(RefreshToken.family_id == family_id)
+                                  .order_by(RefreshToken.id).with_for_update()))
+    db.session.execute(update(RefreshToken).where(RefreshToken.id.in_(ids)).values(revoked=True))
     db.session.commit()
     members = redis_client().smembers(rkey("at-family", family_id))
     for digest in members:
         redis_client().delete(rkey("at", digest.decode() if isinstance(digest, bytes) else digest))
     redis_client().delete(rkey("at-family", family_id))
+
+
+def revoke_all_for_account(account_id: str) -> int:
+    """Revoke every refresh-token family of an account and every access token issued to it (password
+    change or reset, advisor reset); returns how many refresh tokens were revoked."""
+    result = db.session.execute(update(RefreshToken)
+                                .where(RefreshToken.account_id == account_id, RefreshToken.revoked.is_(False))
+                                .values(revoked=True))
+    db.session.commit()
+    index = rkey("at-account", account_id)
+    digests = [d.decode() if isinstance(d, bytes) else d for d in redis_client().smembers(index)]
+    if digests:
+        redis_client().delete(*(rkey("at", d) for d in digests))
+        redis_client().srem(index, *digests)
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def new_opaque_token() -> str:

@@ -1,0 +1,136 @@
+"""A password change or reset takes back every grant of the account (review findings 5, 10), and a
+code replayed while its first exchange is still running revokes what that exchange issues (finding 8)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.oidc.conftest import PASSWORD, flow, login, make_person, make_rp, redeem, token_request
+
+NEW_PASSWORD = "Train-Bleu-Confiture-77"
+
+
+def _tokens(app: Any, person: Any, rp: Any) -> dict[str, str]:
+    browser = app.test_client()
+    f = flow(rp)
+    response = redeem(browser, rp, login(app, browser, person, f)["code"], f)
+    assert response.status_code == 200, response.json
+    return response.json
+
+
+def _userinfo(client: Any, access_token: str) -> int:
+    return int(client.get("/userinfo", headers={"Authorization": f"Bearer {access_token}"}).status_code)
+
+
+def _trust_a_browser(app: Any, account_id: str) -> None:
+    from idp.mfa import trusted_browser
+
+    with app.app_context():
+        trusted_browser.trust(account_id)
+        assert len(trusted_browser.list_for(account_id)) == 1
+
+
+def test_password_change_revokes_trusted_browsers_refresh_families_and_access_tokens(any_app: Any) -> None:
+    from idp.accounts import service
+    from idp.mfa import trusted_browser
+
+    person, rp = make_person(any_app), make_rp(any_app)
+    client = any_app.test_client()
+    first, second = _tokens(any_app, person, rp), _tokens(any_app, person, rp)
+    _trust_a_browser(any_app, person.account_id)
+    with any_app.app_context():
+        service.set_password(service.get_account(person.account_id), NEW_PASSWORD)
+        assert trusted_browser.list_for(person.account_id) == []
+    for issued in (first, second):
+        assert _userinfo(client, issued["access_token"]) == 401
+        assert token_request(client, rp, {"token": issued["access_token"]}, "/introspect").json == {"active": False}
+        refreshed = token_request(client, rp, {"grant_type": "refresh_token", "refresh_token": issued["refresh_token"]})
+        assert refreshed.json["error"] == "invalid_grant"
+    assert PASSWORD != NEW_PASSWORD
+
+
+def test_tokens_issued_after_a_password_change_keep_working(any_app: Any) -> None:
+    from idp.accounts import service
+
+    person, rp = make_person(any_app), make_rp(any_app)
+    with any_app.app_context():
+        service.set_password(service.get_account(person.account_id), NEW_PASSWORD)
+    issued = _tokens(any_app, person, rp)
+    assert _userinfo(any_app.test_client(), issued["access_token"]) == 200
+
+
+def test_advisor_reset_makes_introspection_inactive_and_userinfo_401(any_app: Any) -> None:
+    from idp.accounts import service
+
+    person, rp = make_person(any_app), make_rp(any_app)
+    client = any_app.test_client()
+    issued = _tokens(any_app, person, rp)
+    assert token_request(client, rp, {"token": issued["access_token"]}, "/introspect").json["active"] is True
+    with any_app.app_context():
+        service.reset_account(service.get_account(person.account_id))
+    assert token_request(client, rp, {"token": issued["access_token"]}, "/introspect").json == {"active": False}
+    assert token_request(client, rp, {"token": issued["refresh_token"]}, "/introspect").json == {"active": False}
+    assert _userinfo(client, issued["access_token"]) == 401
+
+
+def test_reset_revokes_only_that_accounts_tokens(any_app: Any) -> None:
+    from idp.accounts import service
+    from tests.oidc.conftest import OTHER_NIR
+
+    marie, jean, rp = make_person(any_app), make_person(any_app, OTHER_NIR, "jean@example.org"), make_rp(any_app)
+    kept = _tokens(any_app, jean, rp)
+    _tokens(any_app, marie, rp)
+    with any_app.app_context():
+        service.reset_account(service.get_account(marie.account_id))
+    assert _userinfo(any_app.test_client(), kept["access_token"]) == 200
+
+
+def test_code_replayed_while_the_first_exchange_runs_revokes_what_it_then_issues(any_app: Any) -> None:
+    """The two steps interleaved: redeem, replay (nothing recorded yet), then the first exchange stores
+    its tokens and records them: they are revoked at once."""
+    from idp.extensions import db
+    from idp.oidc import tokens
+    from idp.oidc.clients import get_client
+
+    person, rp = make_person(any_app), make_rp(any_app)
+    browser = any_app.test_client()
+    f = flow(rp)
+    code = login(any_app, browser, person, f)["code"]
+    with any_app.app_context():
+        record = tokens.redeem_code(code)  # first exchange takes the code...
+        assert record is not None
+        assert tokens.redeem_code(code) is None  # ...a replay arrives before it saved anything
+        client = get_client(rp.client_id)
+        user = record.end_user()
+        family = tokens.issue_refresh_token("rt-value-123456", client=client, scope=record.scope, user=user,
+                                            family=None, lifetime=3600)
+        tokens.store_access_token("at-value-123456", client=client, scope=record.scope, user=user, expires_in=600,
+                                  family_id=family.family_id)
+        db.session.commit()
+        assert tokens.remember_code_issue(code, "at-value-123456", family.family_id) is True
+        assert tokens.find_access_token("at-value-123456") is None
+        db.session.refresh(family)
+        assert family.revoked is True
+
+
+def test_code_exchange_without_replay_keeps_its_tokens(any_app: Any) -> None:
+    from idp.oidc import tokens
+
+    person, rp = make_person(any_app), make_rp(any_app)
+    browser = any_app.test_client()
+    f = flow(rp)
+    code = login(any_app, browser, person, f)["code"]
+    with any_app.app_context():
+        record = tokens.redeem_code(code)
+        assert record is not None
+        assert tokens.remember_code_issue(code, "at-value-654321", None) is False
+
+
+def test_replay_of_an_unknown_code_leaves_nothing_in_redis(app: Any) -> None:
+    from idp.crypto import hash_token
+    from idp.extensions import redis_client, rkey
+    from idp.oidc import tokens
+
+    with app.app_context():
+        assert tokens.redeem_code("never-issued") is None
+        assert not redis_client().exists(rkey("code-used", hash_token("never-issued")))
