@@ -26,7 +26,7 @@ from idp.login.interaction import Interaction, interactions
 from idp.login.policy import authentication_context
 from idp.login.sessions import BrowserSession, sessions
 from idp.oidc import authorize as authz
-from idp.oidc import discovery, keys
+from idp.oidc import claims, discovery, keys
 from idp.oidc.clients import get_client
 from idp.oidc.server import add_issuer, current_server
 from idp.oidc.tokens import EndUser
@@ -164,10 +164,13 @@ def logout() -> ResponseReturnValue:
         validated = server.validate_endpoint_request("end_session")
     except OAuth2Error:
         raise LogoutRequestInvalid(detail="invalid end_session request") from None
-    if validated.needs_confirmation and not confirmed:
+    session = _browser_session()
+    if not confirmed and (validated.needs_confirmation or not _hint_matches_session(validated, session)):
+        # No hint, or a hint that is not about this browser's session (any ID token we issued, the
+        # attacker's own included, could otherwise log anyone out cross-site): ask, with CSRF.
         kept = {k: v for k, v in request.values.items() if k in ("client_id", "post_logout_redirect_uri", "state")}
         return render_template("oidc/logout_confirm.html", params=kept, client=validated.client)
-    g.oidc_browser_session = _browser_session()
+    g.oidc_browser_session = session
     response = server.create_endpoint_response("end_session", validated)
     if response is None:
         response = redirect(url_for("oidc.logged_out"), 303) if request.method == "POST" else \
@@ -177,6 +180,18 @@ def logout() -> ResponseReturnValue:
     response.delete_cookie(session_module.cookie_name(), path="/", secure=settings().secure_cookies, httponly=True,
                            samesite="Lax")
     return response
+
+
+def _hint_matches_session(validated: Any, session: BrowserSession | None) -> bool:
+    """The id_token_hint names this browser's session (its ``sid``) or its person (``sub`` for the
+    hint's client); True when there is no session to end."""
+    hint = validated.id_token_claims or {}
+    if session is None:
+        return True
+    if hint.get("sid") and hint["sid"] == authz.session_sid(session.id):
+        return True
+    client = validated.client
+    return client is not None and hint.get("sub") == claims.subject(client, session.account_id)
 
 
 @oidc_bp.get("/logout/termine")

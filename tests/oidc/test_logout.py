@@ -98,3 +98,32 @@ def test_backchannel_logout_token_is_sent_to_registered_clients(app: Any, client
     claims = token.claims
     assert claims["aud"] == rp.client_id and claims["sid"] == sid and claims["sub"] == decode_id_token(app, hint)["sub"]
     assert "http://schemas.openid.net/event/backchannel-logout" in claims["events"] and "nonce" not in claims
+
+
+def test_logout_with_someone_elses_hint_asks_for_confirmation_instead_of_logging_out(
+        app: Any, client: Any, person: Any, web_rp: Any) -> None:
+    from tests.oidc.conftest import OTHER_NIR, make_person
+
+    _logged_in(app, client, person, web_rp)
+    attacker = app.test_client()
+    own_hint = _logged_in(app, attacker, make_person(app, OTHER_NIR, "jean@example.org"), web_rp)
+    page = client.get("/logout", query_string={"id_token_hint": own_hint, "post_logout_redirect_uri": POST_LOGOUT,
+                                               "state": "x"})
+    assert page.status_code == 200 and "Location" not in page.headers
+    assert "Se déconnecter" in page.get_data(as_text=True)
+    assert _has_session(client, web_rp), "a forged cross-site logout must not end the session"
+    done = client.post("/logout", data={"confirm": "1", "csrf_token": csrf_from(page.data),
+                                        "client_id": web_rp.client_id, "post_logout_redirect_uri": POST_LOGOUT})
+    assert done.status_code == 303 and not _has_session(client, web_rp)
+    assert _has_session(attacker, web_rp), "only the confirming browser is logged out"
+
+
+def test_logout_with_a_hint_of_an_earlier_session_of_the_same_person_still_logs_out(
+        app: Any, client: Any, person: Any, web_rp: Any) -> None:
+    old_hint = _logged_in(app, client, person, web_rp)
+    client.get("/authorize", query_string=flow(web_rp, prompt="login").params)
+    from tests.oidc.conftest import finish_login
+
+    finish_login(app, client, person)  # a new session (new sid) for the same person
+    response = client.get("/logout", query_string={"id_token_hint": old_hint, "post_logout_redirect_uri": POST_LOGOUT})
+    assert response.status_code == 302 and not _has_session(client, web_rp)
