@@ -31,15 +31,22 @@ def subject(client: Client, account_id: str) -> str:
     return lookup_hmac(f"{client.sector}|{account_id}", purpose="pairwise")
 
 
-def requested_claims(scope: str, claims_request: dict[str, Any] | None, member: str) -> set[str]:
-    """Claim names asked for by the scopes (userinfo only) and by the ``claims`` parameter member."""
-    names: set[str] = set()
-    if member == "userinfo":
-        for name in scope.split():
-            names.update(SCOPE_CLAIMS.get(name, ()))
+def scope_claims(scope: str) -> set[str]:
+    """The claims the scopes of ``scope`` give."""
+    return {claim for name in scope.split() for claim in SCOPE_CLAIMS.get(name, ())}
+
+
+def requested_claims(scope: str, claims_request: dict[str, Any] | None, member: str, client: Client) -> set[str]:
+    """Claim names asked for by the scopes (userinfo only) and by the ``claims`` parameter member.
+
+    The ``claims`` parameter can only narrow what the client may have: a claim outside the scopes the
+    client is registered for is ignored (it would otherwise reach, e.g., the pivot identity without
+    the ``identite_pivot`` scope)."""
+    names: set[str] = scope_claims(scope) if member == "userinfo" else set()
     wanted = (claims_request or {}).get(member) or {}
     if isinstance(wanted, dict):
-        names.update(n for n in wanted if n in SUPPORTED_CLAIMS)
+        allowed = scope_claims(client.scope or "")
+        names.update(n for n in wanted if n in SUPPORTED_CLAIMS and n in allowed)
     return names
 
 

@@ -88,7 +88,7 @@ class _IdTokenMixin:
     def generate_user_info(self, user: tokens.EndUser, scope: str) -> dict[str, Any]:
         """``sub`` plus the claims the ``claims`` parameter asked for in the ID token (Core §5.5)."""
         client: Client = g.oidc_client
-        names = claims.requested_claims(scope, user.claims, "id_token")
+        names = claims.requested_claims(scope, user.claims, "id_token", client)
         return {"sub": claims.subject(client, user.account_id), **claims.identity_claims(user.account_id, names)}
 
 
@@ -300,7 +300,7 @@ class IdpUserInfo(UserInfoEndpoint):
         from authlib.integrations.flask_oauth2 import current_token
 
         client: Client = current_token.get_client()
-        names = claims.requested_claims(scope, user.claims, "userinfo")
+        names = claims.requested_claims(scope, user.claims, "userinfo", client)
         return {"sub": claims.subject(client, user.account_id), **claims.identity_claims(user.account_id, names)}
 
     def resolve_private_key(self) -> KeySet:

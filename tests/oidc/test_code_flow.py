@@ -172,6 +172,20 @@ def test_claims_parameter_adds_claims_to_id_token_and_userinfo(app: Any, client:
     assert info == {"sub": claims["sub"], "gender": "female", "birthcountry": "99100"}
 
 
+def test_claims_parameter_cannot_reach_claims_outside_the_clients_allowed_scopes(app: Any, client: Any,
+                                                                                person: Any) -> None:
+    rp = make_rp(app, "web", scope="openid email")
+    requested = json.dumps({"id_token": {"given_name": {"essential": True}, "birthdate": None, "email": None},
+                            "userinfo": {"gender": None, "birthplace": None, "email_verified": None}})
+    f = flow(rp, scope="openid email profile identite_pivot", claims=requested)
+    tokens = redeem(client, rp, login(app, client, person, f)["code"], f).json
+    claims = decode_id_token(app, tokens["id_token"])
+    assert claims["email"] == "marie.dupont@example.org"
+    assert not {"given_name", "birthdate", "gender", "birthplace"} & set(claims)
+    info = client.get("/userinfo", headers={"Authorization": f"Bearer {tokens['access_token']}"}).json
+    assert info == {"sub": claims["sub"], "email": "marie.dupont@example.org", "email_verified": True}
+
+
 def test_malformed_claims_parameter_is_invalid_request(client: Any, web_rp: Any) -> None:
     response = client.get("/authorize", query_string=flow(web_rp, claims="{pas du json").params)
     assert query_of(response)["error"] == "invalid_request"
