@@ -10,6 +10,9 @@ Private parts are sealed with :func:`idp.crypto.encrypt` (AES-GCM) before they r
 from __future__ import annotations
 
 import json
+import threading
+import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -24,6 +27,9 @@ from idp.oidc.models import SigningKey
 
 ALGORITHMS = ("RS256", "ES256")
 _PURPOSE = "oidc-signing-key"
+# How long a worker reuses the key records it read (rotation reaches every worker within this time;
+# the key that starts signing was published as ``next`` long before, so verifiers already know it).
+KEY_CACHE_SECONDS = 5.0
 
 
 def aware(instant: datetime | None) -> datetime | None:
@@ -73,6 +79,53 @@ def ensure_keys(alg: str) -> None:
         db.session.rollback()
 
 
+@dataclass(frozen=True)
+class _KeyRow:
+    """What the hot paths need of a key record (plain values, safe to keep between requests)."""
+
+    kid: str
+    alg: str
+    state: str
+    retired_at: datetime | None
+    public_jwk: dict[str, Any]
+    private_jwk_enc: str
+
+
+_cache_lock = threading.Lock()
+
+
+def _cache() -> dict[str, Any]:
+    """This application's per-process key cache (one per app: tests build many apps in one process)."""
+    from flask import current_app
+
+    return current_app.extensions.setdefault("idp.oidc.keys", {})
+
+
+def _rows() -> list[_KeyRow]:
+    """Every key record, oldest first, read at most every :data:`KEY_CACHE_SECONDS` per worker; a chain
+    without a current key is created on the way (one query instead of one per algorithm and call)."""
+    cache = _cache()
+    cached = cache.get("rows")
+    if cached is not None and time.monotonic() - cached[0] < KEY_CACHE_SECONDS:
+        return list(cached[1])
+    records = _records()
+    missing = [alg for alg in ALGORITHMS if not any(r.alg == alg and r.state == "current" for r in records)]
+    if missing:
+        for alg in missing:
+            ensure_keys(alg)
+        records = _records()
+    rows = [_KeyRow(kid=r.kid, alg=r.alg, state=r.state, retired_at=aware(r.retired_at),
+                    public_jwk=dict(r.public_jwk), private_jwk_enc=r.private_jwk_enc) for r in records]
+    with _cache_lock:
+        cache["rows"] = (time.monotonic(), rows)
+    return list(rows)
+
+
+def forget_cached_keys() -> None:
+    """Drop this worker's cached key records (after a rotation made here)."""
+    _cache().pop("rows", None)
+
+
 def rotate(alg: str | None = None) -> list[SigningKey]:
     """``idp keys rotate``: next -> current, current -> retired, and a new next key is published.
 
@@ -93,10 +146,11 @@ def rotate(alg: str | None = None) -> list[SigningKey]:
         db.session.add(promoted)
         db.session.add(_new_record(name, "next"))
     db.session.commit()
+    forget_cached_keys()
     return list_keys()
 
 
-def _published(record: SigningKey, now: datetime) -> bool:
+def _published(record: SigningKey | _KeyRow, now: datetime) -> bool:
     if record.state != "retired":
         return True
     retired_at = aware(record.retired_at) or now
@@ -118,23 +172,29 @@ def describe(record: SigningKey) -> dict[str, Any]:
 
 def public_jwks() -> dict[str, Any]:
     """The JWKS document: next, current and recently retired keys (public parts only)."""
-    for alg in ALGORITHMS:
-        ensure_keys(alg)
     now = clock().now()
-    return {"keys": [dict(r.public_jwk) for r in _records() if _published(r, now)]}
+    return {"keys": [dict(r.public_jwk) for r in _rows() if _published(r, now)]}
 
 
 def public_keyset() -> KeySet:
-    """The published keys as a joserfc KeySet (to verify our own tokens: id_token_hint)."""
-    return KeySet.import_key_set(public_jwks())  # type: ignore[arg-type]
+    """The published keys as a joserfc KeySet (to verify our own tokens: id_token_hint, logout).
+
+    Parsed once per set of published keys: the set is looked up by its kids, so a rotation or a
+    retirement gives a new set at once while the usual call costs no parsing."""
+    published = public_jwks()["keys"]
+    return _keyset(json.dumps(published, sort_keys=True))
+
+
+@lru_cache(maxsize=8)
+def _keyset(published: str) -> KeySet:
+    return KeySet.import_key_set({"keys": json.loads(published)})
 
 
 def signing_key(alg: str) -> Key:
     """The current private key for ``alg`` (created on first use)."""
     if alg not in ALGORITHMS:
         raise ValueError(f"unsupported signing algorithm {alg}")
-    ensure_keys(alg)
-    record = next(r for r in _records(alg) if r.state == "current")
+    record = next(r for r in _rows() if r.alg == alg and r.state == "current")
     return _private_key(record.kid, record.private_jwk_enc)
 
 

@@ -9,6 +9,8 @@ application clock instead of ``time.time()``).
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from typing import Any
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProtector
@@ -205,17 +207,45 @@ class PrivateKeyJwt(JWTBearerClientAssertion):
         return client_keyset(client)
 
 
+JWKS_URI_CACHE_SECONDS = 300.0  # a client's key set fetched from its jwks_uri is reused this long
+JWKS_URI_CACHE_SIZE = 64  # at most this many clients' key sets per worker
+JWKS_URI_MAX_BYTES = 64 * 1024  # a larger document is refused (a client cannot make us swallow a huge body)
+_jwks_uri_cache: dict[str, tuple[float, KeySet]] = {}
+_jwks_uri_lock = threading.Lock()
+
+
 def client_keyset(client: Client) -> KeySet:
-    """The client's public keys, registered inline or fetched from its jwks_uri (short timeout)."""
+    """The client's public keys, registered inline or fetched from its jwks_uri (short timeout, size
+    limit, cached a few minutes per worker)."""
     if client.jwks:
         return KeySet.import_key_set(client.jwks)  # type: ignore[arg-type]
     if client.jwks_uri:
-        import requests
-
-        response = requests.get(client.jwks_uri, timeout=3)
-        response.raise_for_status()
-        return KeySet.import_key_set(response.json())
+        return _fetch_jwks(client.jwks_uri)
     raise InvalidRequestError("The client has no registered keys.")
+
+
+def _fetch_jwks(uri: str) -> KeySet:
+    import json
+
+    import requests
+
+    now = time.monotonic()
+    with _jwks_uri_lock:
+        cached = _jwks_uri_cache.get(uri)
+    if cached is not None and now - cached[0] < JWKS_URI_CACHE_SECONDS:
+        return cached[1]
+    with requests.get(uri, timeout=3, stream=True, allow_redirects=False) as response:
+        response.raise_for_status()
+        body = response.raw.read(JWKS_URI_MAX_BYTES + 1, decode_content=True)
+    if len(body) > JWKS_URI_MAX_BYTES:
+        raise InvalidRequestError("The client's jwks_uri document is too large.")
+    keyset = KeySet.import_key_set(json.loads(body))
+    with _jwks_uri_lock:
+        if len(_jwks_uri_cache) >= JWKS_URI_CACHE_SIZE and uri not in _jwks_uri_cache:
+            oldest = min(_jwks_uri_cache, key=lambda k: _jwks_uri_cache[k][0])
+            del _jwks_uri_cache[oldest]
+        _jwks_uri_cache[uri] = (now, keyset)
+    return keyset
 
 
 # --- tokens ----------------------------------------------------------------------------------
