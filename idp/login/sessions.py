@@ -63,9 +63,26 @@ class SessionStore:
                                  acr=acr, created_at=now, last_seen=now, second_factor=second_factor,
                                  trusted_browser=trusted_browser)
         self._write(session)
-        redis_client().sadd(self._index(account_id), session.id)
-        redis_client().expire(self._index(account_id), settings().session_absolute_timeout + 3600)
+        self._prune_index(account_id)
+        pipe = redis_client().pipeline()
+        pipe.sadd(self._index(account_id), session.id)
+        pipe.expire(self._index(account_id), settings().session_absolute_timeout + 3600)
+        pipe.execute()
         return session
+
+    def _prune_index(self, account_id: str) -> None:
+        """Drop from the account's index the ids of sessions that Redis already let expire (idle
+        sessions are not ended explicitly), so that the index stays as small as the live sessions."""
+        index = self._index(account_id)
+        ids = [i.decode() if isinstance(i, bytes) else i for i in redis_client().smembers(index)]
+        if not ids:
+            return
+        pipe = redis_client().pipeline()
+        for session_id in ids:
+            pipe.exists(self._key(session_id))
+        dead = [session_id for session_id, alive in zip(ids, pipe.execute(), strict=True) if not alive]
+        if dead:
+            redis_client().srem(index, *dead)
 
     def get(self, session_id: str | None, *, touch: bool = True) -> BrowserSession | None:
         """The live session, or None (unknown, malformed, idle or past its absolute life)."""

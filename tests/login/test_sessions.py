@@ -1,0 +1,54 @@
+"""Browser sessions: idle and absolute timeouts by the app clock, end of all sessions, a bounded index."""
+
+from __future__ import annotations
+
+from idp.extensions import redis_client, rkey
+from idp.login.sessions import sessions
+
+
+def _new(account_id: str = "acct-1"):
+    return sessions.create(account_id=account_id, auth_time=0, amr=["pwd", "mail", "mfa"], acr="eidas2",
+                           second_factor=True)
+
+
+def test_a_session_ends_after_the_idle_timeout(any_app, clock):
+    with any_app.app_context():
+        session = _new()
+        clock.advance(any_app.extensions["idp.settings"].session_idle_timeout - 1)
+        assert sessions.get(session.id) is not None  # used: idle time starts again
+        clock.advance(any_app.extensions["idp.settings"].session_idle_timeout)
+        assert sessions.get(session.id) is None
+
+
+def test_a_session_ends_at_its_absolute_timeout_even_when_used(any_app, clock):
+    with any_app.app_context():
+        s = any_app.extensions["idp.settings"]
+        session = _new()
+        step = s.session_idle_timeout // 2
+        elapsed = 0
+        while elapsed + step < s.session_absolute_timeout:
+            clock.advance(step)
+            elapsed += step
+            assert sessions.get(session.id) is not None
+        clock.advance(step)
+        assert sessions.get(session.id) is None
+
+
+def test_end_all_ends_every_session_of_the_account_but_the_one_kept(any_app):
+    with any_app.app_context():
+        kept, other, third = _new(), _new(), _new()
+        stranger = _new("acct-2")
+        assert sessions.end_all("acct-1", except_id=kept.id) == 2
+        assert sessions.get(kept.id) is not None
+        assert sessions.get(other.id) is None and sessions.get(third.id) is None
+        assert sessions.get(stranger.id) is not None
+
+
+def test_the_account_index_forgets_sessions_that_redis_let_expire(any_app):
+    with any_app.app_context():
+        old = [_new() for _ in range(5)]
+        for session in old:  # as if Redis had expired them after the idle timeout
+            redis_client().delete(rkey("session", session.id))
+        fresh = _new()
+        members = {m.decode() if isinstance(m, bytes) else m for m in redis_client().smembers(rkey("sessions-of", "acct-1"))}
+        assert members == {fresh.id}
