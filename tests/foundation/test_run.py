@@ -61,6 +61,7 @@ def test_idp_demo_serves_health_and_a_french_home_page_with_defaults(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # a fresh machine downloads the packages
 @pytest.mark.skipif(shutil.which("git") is None or shutil.which("npm") is None, reason="git and npm needed")
 def test_make_run_on_a_fresh_clone_serves_health_and_the_french_home_page(tmp_path):
     clone = tmp_path / "clone"
