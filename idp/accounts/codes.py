@@ -16,6 +16,7 @@ from typing import Literal
 from idp.clock import timestamp
 from idp.crypto import constant_time_equal, lookup_hmac
 from idp.extensions import clock, redis_client, rkey
+from idp.redis_store import script
 
 # KEYS[1] = hash {h, exp, tries}. Returns {} when absent, else {h, exp, tries_after}.
 _TRY = """
@@ -56,17 +57,20 @@ def issue(kind: str, subject: str, *, digits: int, ttl: int, bound_to: str = "")
     """Create a new code for ``subject`` (replacing any previous one) and return it, to be sent."""
     code = new_code(digits)
     now = timestamp(clock().now())
-    redis_client().delete(_key(kind, subject))
-    redis_client().hset(_key(kind, subject), mapping={"h": _digest(kind, subject, bound_to, code),
-                                                       "exp": now + ttl, "tries": 0})
-    redis_client().expire(_key(kind, subject), ttl + 60)
+    key = _key(kind, subject)
+    # One MULTI/EXEC: a verification never sees the old record half replaced, nor a record without expiry.
+    with redis_client().pipeline(transaction=True) as pipe:
+        pipe.delete(key)
+        pipe.hset(key, mapping={"h": _digest(kind, subject, bound_to, code), "exp": now + ttl, "tries": 0})
+        pipe.expire(key, ttl + 60)
+        pipe.execute()
     return code
 
 
 def verify(kind: str, subject: str, code: str, *, max_tries: int, bound_to: str = "") -> CodeCheck:
     """Check ``code``; the record is burnt once used, expired or after ``max_tries`` attempts."""
     key = _key(kind, subject)
-    reply = redis_client().register_script(_TRY)(keys=[key], args=[])
+    reply = script(_TRY)(keys=[key], args=[])
     if not reply:
         return CodeCheck("missing")
     stored, expires, tries = (v.decode() if isinstance(v, bytes) else v for v in reply)

@@ -122,7 +122,11 @@ def authenticate(nir: Nir | str, password: str) -> Account | None:
     unknown NIR, a wrong password or a disabled account: a dummy hash is verified).
 
     Upgrades the hash when the argon2 parameters changed. Lock counters are the caller's business."""
-    account = find_account(nir)
+    return check_password(find_account(nir), password)
+
+
+def check_password(account: Account | None, password: str) -> Account | None:
+    """:func:`authenticate` for an account already looked up (None: unknown NIR, a dummy hash is verified)."""
     stored = account.password_hash if account is not None else None
     if not verify_password(stored, password) or account is None or not account.is_active:
         return None

@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     from werkzeug.wrappers import Response
 
 
+# Keys of ``Interaction.data`` that come from the authorization request and the client (set by /authorize):
+# they survive a new password step; everything else belongs to the account identified (see ``restart``).
+REQUEST_DATA = frozenset({"require_email_code", "required_acr"})
+
 
 def cookie_name() -> str:
     """``__Host-idp_interaction`` when cookies are Secure, else ``idp_interaction``."""
@@ -72,6 +76,18 @@ class Interaction:
         for m in (method, *more):
             if m not in self.amr:
                 self.amr.append(m)
+
+    def restart(self, account_id: str) -> None:
+        """Start the login from scratch for ``account_id`` (a password step succeeded).
+
+        Nothing proved for an account identified before carries over: completed methods, the trusted
+        browser, code sent, offer and notification flags are dropped; only the request's data stays."""
+        self.account_id = account_id
+        self.amr = []
+        self.acr = None
+        self.auth_time = None
+        self.trusted_browser = False
+        self.data = {key: value for key, value in self.data.items() if key in REQUEST_DATA}
 
     @property
     def expired(self) -> bool:

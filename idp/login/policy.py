@@ -21,8 +21,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from flask import current_app
-
 from idp.extensions import db, settings
 from idp.login.interaction import Interaction
 
@@ -30,9 +28,6 @@ if TYPE_CHECKING:
     from idp.accounts.models import Account
 
 STEPS = ("identify", "email", "code", "biometric", "terms", "offer", "done")
-
-# Path of the biometric sign-in endpoint the WebAuthn area provides (agreed interface).
-BIOMETRIC_VERIFY_PATH = "/connexion/biometrie/verifier"
 
 
 def next_step(interaction: Interaction, account: Account | None = None) -> str:
@@ -100,14 +95,12 @@ def second_factor_required(interaction: Interaction) -> bool:
 
 
 def biometric_available(interaction: Interaction) -> bool:
-    """The account has a usable platform credential and the WebAuthn sign-in endpoints exist."""
+    """The account has a usable platform credential."""
     from idp.webauthn.service import has_usable_credential
 
     if interaction.account_id is None:
         return False
-    endpoints = {rule.rule for rule in current_app.url_map.iter_rules()}
-    return BIOMETRIC_VERIFY_PATH in endpoints and has_usable_credential(
-        interaction.account_id, for_web=interaction.client_kind != "mobile")
+    return has_usable_credential(interaction.account_id, for_web=interaction.client_kind != "mobile")
 
 
 def _terms_pending(account: Account) -> bool:
@@ -119,7 +112,7 @@ def _terms_pending(account: Account) -> bool:
 def _offer_due(interaction: Interaction, account: Account) -> bool:
     from idp.webauthn.service import offer_due
 
-    if "webauthn.offer" not in current_app.view_functions or _platform_credential(interaction):
+    if _platform_credential(interaction):
         return False
     # Seed: the offer appears only when no other notification was shown in this login, and once.
     if interaction.data.get("offer_shown") or interaction.data.get("notified"):

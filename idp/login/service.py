@@ -13,15 +13,18 @@ verification runs on a dummy hash (``accounts.service.authenticate``) and a fail
 on a keyed hash of the NIR, so that three tries on an unknown NIR also end in the "bloqué" message:
 neither the message, nor the status, nor the timing tells whether the account exists.
 
-Per-address throttling (:func:`address_throttled`): failures (wrong password, unknown NIR, wrong
-code) are counted per client address in a fixed window; past ``address_failure_limit`` the address
-gets a 429 page before any account is touched, so one address cannot cheaply lock many accounts
-(3 tries each) or spray passwords. Trade-off: people behind one shared address (carrier-grade NAT,
-a company or hospital proxy) share that budget, so the limit is set well above what honest typos
-produce (30 per 15 minutes); an attacker with many addresses (botnet) is not stopped by it, only
-slowed, and the per-account locks remain the real protection; the address is
-``request.remote_addr``, which is the client only when ``proxy_hops`` matches the reverse proxies
-in front (otherwise every request shares the proxy's address and the throttle would hit everyone).
+Every guess is reserved before it is checked (:func:`idp.mfa.limits.reserve_attempt`): the attempt that
+reaches the limit sets the lock in advance, so parallel requests never check more guesses than allowed.
+
+Per-address throttling (:class:`_AddressSlot`): failures (wrong password, unknown NIR, wrong code) are counted
+per client address in a fixed window, a unit being reserved before the check and given back unless the attempt
+fails; past ``address_failure_limit`` the address gets a 429 page before any account is touched, so one
+address cannot cheaply lock many accounts (3 tries each) or spray passwords. Trade-off: people behind one
+shared address (carrier-grade NAT, a company or hospital proxy) share that budget, so the limit is set well
+above what honest typos produce (30 per 15 minutes); an attacker with many addresses (botnet) is not stopped
+by it, only slowed, and the per-account locks remain the real protection; the address is
+``request.remote_addr``, which is the client only when ``proxy_hops`` matches the reverse proxies in front
+(otherwise every request shares the proxy's address and the throttle would hit everyone).
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ class Outcome(enum.Enum):
     MISSING = "missing"  # no code waiting for this transaction
     QUOTA = "quota"  # code requests blocked (5 per sliding hour)
     MAIL_FAILED = "mail_failed"  # the SMTP relay did not take the message
+    THROTTLED = "throttled"  # too many failures from the client address (429)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,14 +85,19 @@ class StepResult:
         return self.outcome is Outcome.OK
 
 
-def address_throttled(address: str | None) -> bool:
-    """True when this client address made too many failed attempts in the current window."""
-    s = settings()
-    return limits.peek_rate(ADDRESS_RATE, address or "-", window=s.address_failure_window) >= s.address_failure_limit
+class _AddressSlot:
+    """One unit of the client address's failure budget, reserved before a guess is checked (atomic:
+    parallel requests cannot all pass a read-only check); kept when the attempt fails, given back
+    otherwise."""
 
+    def __init__(self, address: str | None) -> None:
+        s = settings()
+        self._slot = limits.take_rate(ADDRESS_RATE, address or "-", window=s.address_failure_window,
+                                      limit=s.address_failure_limit)
+        self.allowed = self._slot.allowed
 
-def _count_address_failure(address: str | None) -> None:
-    limits.hit_rate(ADDRESS_RATE, address or "-", window=settings().address_failure_window)
+    def give_back(self) -> None:
+        limits.give_back_rate(self._slot)
 
 
 def _failure_subject(nir: Nir, account: Account | None) -> str:
@@ -97,31 +106,43 @@ def _failure_subject(nir: Nir, account: Account | None) -> str:
 
 
 def identify(interaction: Interaction, nir_text: str, password: str, *, address: str | None) -> StepResult:
-    """Step 0: check NIR + password, with lockout; on success binds the account to the interaction."""
+    """Step 0: check NIR + password, with lockout; on success the login starts from scratch for the account.
+
+    The attempt is reserved (per account and per address) before the password is verified, so parallel
+    requests never check more guesses than the limit allows."""
+    slot = _AddressSlot(address)
+    if not slot.allowed:
+        return StepResult(Outcome.THROTTLED)
     try:
         nir = Nir.parse(nir_text)
     except InvalidNir as exc:
+        slot.give_back()
         return StepResult(Outcome.INVALID_INPUT, reason=exc.reason, field="nir")
     if not password:
+        slot.give_back()
         return StepResult(Outcome.INVALID_INPUT, reason="Saisissez votre mot de passe.", field="password")
     known = accounts.find_account(nir)
     subject = _failure_subject(nir, known)
-    lock = limits.account_lock(subject)
-    # argon2 runs in every branch (dummy hash for unknown NIRs) so that timing reveals nothing.
-    account = accounts.authenticate(nir, password)
-    if lock.locked:
-        _count_address_failure(address)  # a try on a locked account is a failed login too
-        return StepResult(Outcome.LOCKED, until=lock.until)
-    if account is None or not account.is_active:
-        _count_address_failure(address)
-        status = limits.register_failure("pwd", subject)
+    attempt = limits.reserve_attempt("pwd", subject)
+    if not attempt.allowed:
+        # Same argon2 cost as a checked guess (dummy hash), but this guess is never checked. A try on a
+        # locked account is a failed login for the address too (its unit is kept).
+        accounts.check_password(None, password)
+        return StepResult(Outcome.LOCKED, until=attempt.until)
+    account = accounts.check_password(known, password)
+    if account is None:  # wrong password, unknown NIR or disabled account: the reservation is the failure
         audit.record("login_password_failed", account_id=known.id if known else None, client_id=interaction.client_id,
-                     locked=status.locked)
-        if status.locked:
-            return StepResult(Outcome.LOCKED, until=status.until)
+                     locked=attempt.until is not None)
+        if attempt.until is not None:
+            return StepResult(Outcome.LOCKED, until=attempt.until)
         return StepResult(Outcome.WRONG)
     limits.reset_failures("pwd", account.id)
-    interaction.account_id = account.id
+    slot.give_back()
+    # Nothing proved on this interaction before (another account's code or biometrics, its code sent,
+    # trusted browser, offer flags) may count for the account identified now.
+    if interaction.account_id is not None or interaction.amr:
+        codes.discard(interaction.id)
+    interaction.restart(account.id)
     interaction.complete("pwd")
     audit.record("login_password_ok", account_id=account.id, client_id=interaction.client_id)
     return StepResult(Outcome.OK, account=account)
@@ -145,32 +166,51 @@ def request_code(interaction: Interaction, account: Account) -> StepResult:
 
 
 def check_code(interaction: Interaction, account: Account, code: str, *, address: str | None) -> StepResult:
-    """Steps 3 and cases 2, 5, 6: check the code typed by the person."""
+    """Steps 3 and cases 2, 5, 6: check the code typed by the person.
+
+    Like the password, the attempt is reserved (per account and per address) before the code is compared."""
+    slot = _AddressSlot(address)
+    if not slot.allowed:
+        return StepResult(Outcome.THROTTLED)
+    result, failed = _check_code(interaction, account, code)
+    if not failed:
+        slot.give_back()  # only a wrong code is a failure of the address
+    return result
+
+
+def _check_code(interaction: Interaction, account: Account, code: str) -> tuple[StepResult, bool]:
+    """The result, and whether a wrong code was checked (a failure)."""
     lock = limits.account_lock(account.id)
     if lock.locked:
-        return StepResult(Outcome.LOCKED, until=lock.until)
+        return StepResult(Outcome.LOCKED, until=lock.until), False
     blocked = limits.quota_block(codes.QUOTA_NAME, account.id)
     if blocked is not None:
-        return StepResult(Outcome.QUOTA, until=blocked)
+        return StepResult(Outcome.QUOTA, until=blocked), False
     cleaned = code.replace(" ", "").strip()
     if len(cleaned) != 6 or not cleaned.isdigit():
-        return StepResult(Outcome.INVALID_INPUT, reason="Le code de sécurité comporte 6 chiffres.", field="code")
+        reason = "Le code de sécurité comporte 6 chiffres."
+        return StepResult(Outcome.INVALID_INPUT, reason=reason, field="code"), False
+    waiting = codes.waiting(interaction.id, account.id)
+    if waiting is not None:  # no code to guess: nothing is reserved
+        return StepResult(Outcome.EXPIRED if waiting is codes.CodeCheck.EXPIRED else Outcome.MISSING), False
+    attempt = limits.reserve_attempt("code", account.id)
+    if not attempt.allowed:
+        return StepResult(Outcome.LOCKED, until=attempt.until), False
     check = codes.verify_code(interaction.id, account.id, cleaned)
     if check is codes.CodeCheck.OK:
         limits.reset_failures("code", account.id)
         interaction.complete("mail")
         audit.record("code_ok", account_id=account.id, client_id=interaction.client_id)
-        return StepResult(Outcome.OK, account=account)
-    if check is codes.CodeCheck.EXPIRED:
-        return StepResult(Outcome.EXPIRED)
-    if check is codes.CodeCheck.MISSING:
-        return StepResult(Outcome.MISSING)
-    _count_address_failure(address)
-    status = limits.register_failure("code", account.id)
-    audit.record("code_failed", account_id=account.id, client_id=interaction.client_id, locked=status.locked)
-    if status.locked:
-        return StepResult(Outcome.LOCKED, until=status.until)
-    return StepResult(Outcome.WRONG)
+        return StepResult(Outcome.OK, account=account), False
+    if check is not codes.CodeCheck.WRONG:  # expired or consumed in between: no guess was checked
+        limits.release_attempt("code", account.id, attempt)
+        return StepResult(Outcome.EXPIRED if check is codes.CodeCheck.EXPIRED else Outcome.MISSING), False
+    # The reservation is the failure.
+    locked = attempt.until is not None
+    audit.record("code_failed", account_id=account.id, client_id=interaction.client_id, locked=locked)
+    if locked:
+        return StepResult(Outcome.LOCKED, until=attempt.until), True  # this failure locked
+    return StepResult(Outcome.WRONG), True
 
 
 def finish(interaction: Interaction, account: Account) -> None:

@@ -34,8 +34,14 @@ bp = Blueprint("login", __name__, url_prefix="/connexion")
 
 STEP_ENDPOINTS = {"identify": "login.start", "email": "login.email", "code": "login.code",
                   "biometric": "login.biometric", "terms": "login.terms"}
-WRONG = ("Les informations saisies sont erronées. Merci de vérifier votre saisie.",
-         "Attention : 3 essais infructueux bloquent l'accès au service.")
+# The POST-only routes whose page is another (GET) endpoint, for the CSRF-failure redirect.
+PAGE_OF = {"login.forget_nir": "login.start", "login.identify": "login.start", "login.check_code": "login.code",
+           "login.resend_code": "login.code"}
+
+
+def _wrong() -> list[str]:
+    return ["Les informations saisies sont erronées. Merci de vérifier votre saisie.",
+            f"Attention : {settings().max_failed_attempts} essais infructueux bloquent l'accès au service."]
 
 
 class InteractionExpired(IdpError):
@@ -59,7 +65,8 @@ def _expired(exc: InteractionExpired) -> Response:
 @bp.errorhandler(CSRFError)
 def _csrf_failed(_exc: CSRFError) -> ResponseReturnValue:
     # A lost or stale CSRF cookie never blocks: show the form again with a fresh token.
-    return redirect(url_for(request.endpoint or "login.start", renouvele=1), 303)
+    endpoint = request.endpoint or "login.start"
+    return redirect(url_for(PAGE_OF.get(endpoint, endpoint), renouvele=1), 303)
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -80,8 +87,7 @@ def _account(interaction: Interaction) -> Account:
 
 
 def _resume_url() -> str:
-    # oidc.resume is written in parallel; its path is agreed.
-    return url_for("oidc.resume") if "oidc.resume" in current_app.view_functions else "/authorize/resume"
+    return url_for("oidc.resume")
 
 
 def _advance(interaction: Interaction, *, send_code: bool) -> Response:
@@ -114,8 +120,8 @@ def _on_step(interaction: Interaction, step: str) -> Response | None:
 
 def _lock_message(until: datetime | None) -> str:
     when = paris_display(until) if until else ""
-    return (f"Suite à 3 essais infructueux, l'accès au service est bloqué jusqu'au {when} (heure de Paris). "
-            "Vous pourrez de nouveau essayer de vous connecter après cette date.")
+    return (f"Suite à {settings().max_failed_attempts} essais infructueux, l'accès au service est bloqué "
+            f"jusqu'au {when} (heure de Paris). Vous pourrez de nouveau essayer de vous connecter après cette date.")
 
 
 def _quota_message(until: datetime | None) -> str:
@@ -126,14 +132,14 @@ def _quota_message(until: datetime | None) -> str:
 
 def _alert_for(result: StepResult) -> list[str]:
     if result.outcome is Outcome.WRONG:
-        return list(WRONG)
+        return _wrong()
     if result.outcome is Outcome.LOCKED:
         return [_lock_message(result.until)]
     if result.outcome is Outcome.QUOTA:
         return [_quota_message(result.until)]
     if result.outcome is Outcome.EXPIRED:
-        return ["Le code de sécurité a expiré : il doit être saisi dans les 15 minutes suivant son envoi. "
-                "Demandez un nouveau code de sécurité."]
+        return [f"Le code de sécurité a expiré : il doit être saisi dans les {settings().email_code_ttl // 60} "
+                "minutes suivant son envoi. Demandez un nouveau code de sécurité."]
     if result.outcome is Outcome.MISSING:
         return ["Aucun code de sécurité n'est en attente pour cette connexion. Demandez un nouveau code de sécurité."]
     if result.outcome is Outcome.MAIL_FAILED:
@@ -142,8 +148,8 @@ def _alert_for(result: StepResult) -> list[str]:
     return []
 
 
-def _throttle(address: str | None) -> None:
-    if service.address_throttled(address):
+def _throttled(result: StepResult) -> None:
+    if result.outcome is Outcome.THROTTLED:
         raise TooManyRequests(detail="address failure limit")
 
 
@@ -162,10 +168,9 @@ def _identify_page(interaction: Interaction, **context: Any) -> Response:
 
 
 def _links() -> dict[str, str]:
-    """Links to the accounts area's pages when they exist (written in parallel)."""
-    wanted = {"password": "accounts.forgot_password", "create": "accounts.create", "help": "accounts.help"}
-    return {name: url_for(endpoint) if endpoint in current_app.view_functions else url_for("home.index")
-            for name, endpoint in wanted.items()}
+    """Links to the accounts area's pages."""
+    return {"password": url_for("accounts.forgot"), "create": url_for("accounts.create"),
+            "help": url_for("accounts.help_page")}
 
 
 @bp.get("")
@@ -181,11 +186,11 @@ def start() -> ResponseReturnValue:
 def identify() -> ResponseReturnValue:
     """Step 0 submitted: cases 4 and 7 (wrong password, lock), unknown NIR answered the same way."""
     interaction = _live()
-    _throttle(request.remote_addr)
     remembered = remember.read_nir(request.cookies.get(remember.cookie_name()))
     nir_text = request.form.get("nir", "")[:64] or (remembered.value if remembered else "")
     password = request.form.get("password", "")[:settings().password_max_length + 1]
     result = service.identify(interaction, nir_text, password, address=request.remote_addr)
+    _throttled(result)
     if result.outcome is Outcome.INVALID_INPUT:
         return _identify_page(interaction, **{f"{result.field}_error": result.reason})
     if not result.ok:
@@ -275,7 +280,8 @@ def _code_page(interaction: Interaction, account: Account, *, alert: list[str] |
     return current_app.make_response(render_template(
         "login/code.html", masked=accounts.masked_email(account.email or ""), alert=alert, code_error=code_error,
         notice=notice, sent=sent, not_sent=not_sent,
-        expires=paris_display(expiry) if expiry else "", renewed=bool(request.args.get("renouvele"))))
+        expires=paris_display(expiry) if expiry else "", minutes=settings().email_code_ttl // 60,
+        renewed=bool(request.args.get("renouvele"))))
 
 
 @bp.get("/code")
@@ -296,9 +302,9 @@ def check_code() -> ResponseReturnValue:
     redirect_elsewhere = _on_step(interaction, "code")
     if redirect_elsewhere is not None:
         return redirect_elsewhere
-    _throttle(request.remote_addr)
     account = _account(interaction)
     result = service.check_code(interaction, account, request.form.get("code", "")[:32], address=request.remote_addr)
+    _throttled(result)
     if result.outcome is Outcome.INVALID_INPUT:
         return _code_page(interaction, account, code_error=result.reason)
     if not result.ok:

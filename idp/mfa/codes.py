@@ -23,7 +23,8 @@ from idp.clock import paris_display, timestamp
 from idp.crypto import constant_time_equal, lookup_hmac
 from idp.extensions import clock, redis_client, rkey, settings
 from idp.mfa import limits
-from idp.notify.mail import send_mail
+from idp.notify.mail import MailNotSent, send_mail
+from idp.redis_store import script
 
 if TYPE_CHECKING:
     from idp.accounts.models import Account
@@ -97,21 +98,24 @@ def send_code(transaction_id: str, account: Account) -> SentCode:
     expires_at = clock().now() + timedelta(seconds=s.email_code_ttl)
     record = json.dumps({"h": _digest(transaction_id, code), "a": account.id, "exp": timestamp(expires_at)})
     redis_client().set(_key(transaction_id), record, ex=s.email_code_ttl + 3600)
+    sent = False
     try:
         send_mail(account.email, SUBJECT, "security_code", code=code, minutes=s.email_code_ttl // 60,
                   expires=paris_display(expires_at))
-    except Exception:
+        sent = True
+    except MailNotSent:
         assert quota.ticket is not None
         limits.give_back_quota(QUOTA_NAME, account.id, quota.ticket)
-        _consume(transaction_id, record)
         raise
+    finally:
+        if not sent:  # never leave a code behind that nobody received (whatever went wrong)
+            _consume(transaction_id, record)
     log.info("security code sent", extra={"account_id": account.id, "quota_used": quota.used})
     return SentCode(expires_at=expires_at, used=quota.used)
 
 
 def _consume(transaction_id: str, record: str) -> bool:
-    script = redis_client().register_script(_CONSUME)
-    return bool(int(script(keys=[_key(transaction_id)], args=[record])))
+    return bool(int(script(_CONSUME)(keys=[_key(transaction_id)], args=[record])))
 
 
 def _load(transaction_id: str) -> tuple[str, dict[str, object]] | None:
@@ -126,18 +130,31 @@ def _load(transaction_id: str) -> tuple[str, dict[str, object]] | None:
     return (text, data) if isinstance(data, dict) else None
 
 
+def _state(transaction_id: str, account_id: str) -> tuple[CodeCheck | None, str, dict[str, object]]:
+    loaded = _load(transaction_id)
+    if loaded is None:
+        return CodeCheck.MISSING, "", {}
+    text, data = loaded
+    if data.get("a") != account_id:
+        return CodeCheck.MISSING, text, data
+    if timestamp(clock().now()) >= int(str(data.get("exp", 0))):
+        return CodeCheck.EXPIRED, text, data
+    return None, text, data
+
+
+def waiting(transaction_id: str, account_id: str) -> CodeCheck | None:
+    """None when a live code of the account waits for the transaction, else MISSING or EXPIRED (read only):
+    lets the caller reserve a guess only when there is a code to guess."""
+    return _state(transaction_id, account_id)[0]
+
+
 def verify_code(transaction_id: str, account_id: str, code: str) -> CodeCheck:
     """Check ``code`` for the transaction; a right code is consumed (single use).
 
     The expiry is decided by the application clock, not by the Redis TTL."""
-    loaded = _load(transaction_id)
-    if loaded is None:
-        return CodeCheck.MISSING
-    text, data = loaded
-    if data.get("a") != account_id:
-        return CodeCheck.MISSING
-    if timestamp(clock().now()) >= int(str(data.get("exp", 0))):
-        return CodeCheck.EXPIRED
+    state, text, data = _state(transaction_id, account_id)
+    if state is not None:
+        return state
     candidate = code.strip() if len(code) <= 32 else ""
     if not constant_time_equal(_digest(transaction_id, candidate), str(data.get("h", ""))):
         return CodeCheck.WRONG

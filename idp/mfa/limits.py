@@ -4,11 +4,13 @@ Every check-and-update runs as one Lua script so that parallel requests on any n
 and nodes can never pass a limit (no read-then-write race). Decisions compare timestamps from the
 application clock passed in as arguments; Redis TTLs only clean up.
 
-- :func:`register_failure` / :func:`reset_failures` / :func:`lock_status`: "3 wrong passwords" and
-  "3 wrong codes" each lock the account 15 minutes (separate counters, DESIGN.md §2).
+- :func:`reserve_attempt` / :func:`reset_failures` / :func:`lock_status`: "3 wrong passwords" and
+  "3 wrong codes" each lock the account 15 minutes (separate counters, DESIGN.md §2). An attempt is
+  reserved (counted) before its guess is checked, so that parallel guesses never exceed the limit.
 - :func:`take_quota` / :func:`give_back_quota`: "5 codes per sliding hour; the 6th request blocks
   code requests for 1 hour".
-- :func:`hit_rate`: a plain fixed-window counter (per-address throttling, creation attempts).
+- :func:`hit_rate`: a plain fixed-window counter (creation attempts); :func:`take_rate` /
+  :func:`give_back_rate`: the same, reserved before the action (per-address login throttling).
 """
 
 from __future__ import annotations
@@ -19,27 +21,47 @@ from datetime import UTC, datetime
 from idp.clock import timestamp
 from idp.crypto import new_token
 from idp.extensions import clock, redis_client, rkey, settings
+from idp.redis_store import script
 
-# KEYS[1] = hash {count, lock_until}; ARGV = now, max, lock_seconds, ttl
-# Returns {locked(0/1), count_after, lock_until}
-_FAILURE = """
+# Reserve one attempt BEFORE the guess is checked, so that parallel requests cannot all be checked
+# before the lock is set. KEYS[1] = this kind's hash {count, lock_until}; KEYS[2] = the other kind's hash
+# (its lock blocks too: either lock blocks the whole account). ARGV = now, max, lock_seconds, ttl.
+# ``count`` holds the failures plus the attempts in flight; the attempt that reaches ``max`` sets the lock in
+# advance (a failure keeps it, a success lifts it), so at most ``max`` guesses are ever checked per lock window.
+# Returns {allowed(0/1), count, lock_until}: refused with the lock in force, or allowed (lock_until > 0 when
+# this is the last allowed attempt and its failure leaves the account locked).
+_RESERVE = """
 local now = tonumber(ARGV[1])
-local lock_until = tonumber(redis.call('HGET', KEYS[1], 'lock_until') or '0')
-if lock_until > now then
-  return {1, tonumber(redis.call('HGET', KEYS[1], 'count') or '0'), lock_until}
+local own = tonumber(redis.call('HGET', KEYS[1], 'lock_until') or '0')
+local other = tonumber(redis.call('HGET', KEYS[2], 'lock_until') or '0')
+if own > now or other > now then
+  local until_ = own
+  if other > own then until_ = other end
+  return {0, tonumber(redis.call('HGET', KEYS[1], 'count') or '0'), until_}
 end
-if lock_until > 0 then
+if own > 0 then
   redis.call('HSET', KEYS[1], 'count', 0, 'lock_until', 0)
 end
 local count = redis.call('HINCRBY', KEYS[1], 'count', 1)
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
 if count >= tonumber(ARGV[2]) then
-  lock_until = now + tonumber(ARGV[3])
-  redis.call('HSET', KEYS[1], 'count', 0, 'lock_until', lock_until)
-  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
+  local lock_until = now + tonumber(ARGV[3])
+  redis.call('HSET', KEYS[1], 'lock_until', lock_until)
   return {1, count, lock_until}
 end
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
-return {0, count, 0}
+return {1, count, 0}
+"""
+
+# Give back a reservation whose attempt turned out not to be a guess (no code waiting any more).
+# KEYS[1] = hash {count, lock_until}; ARGV = lock_until set by that reservation (0: none).
+_RELEASE = """
+if tonumber(ARGV[1]) > 0 and tonumber(redis.call('HGET', KEYS[1], 'lock_until') or '0') == tonumber(ARGV[1]) then
+  redis.call('HSET', KEYS[1], 'lock_until', 0)
+end
+if tonumber(redis.call('HGET', KEYS[1], 'count') or '0') > 0 then
+  redis.call('HINCRBY', KEYS[1], 'count', -1)
+end
+return 1
 """
 
 # KEYS[1] = zset of request ids scored by time; KEYS[2] = string block_until
@@ -64,19 +86,30 @@ redis.call('EXPIRE', KEYS[1], tonumber(ARGV[6]))
 return {1, used + 1, 0}
 """
 
-# KEYS[1] = hash {count, lock_until}; ARGV = now. Deletes the counter unless a lock is in force, in one step:
-# a read-then-delete from Python could erase a lock set by a parallel failure in between.
-_RESET = """
-local lock_until = tonumber(redis.call('HGET', KEYS[1], 'lock_until') or '0')
-if lock_until > tonumber(ARGV[1]) then return 0 end
-return redis.call('DEL', KEYS[1])
-"""
-
 # KEYS[1] = counter; ARGV = ttl. Returns the count after increment.
 _HIT = """
 local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1])) end
 return n
+"""
+
+# Reserve one unit of a fixed-window rate before the action it limits. KEYS[1] = counter; ARGV = ttl, limit.
+# Returns 1 (allowed, counted) or 0 (over the limit, not counted).
+_TAKE_RATE = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1])) end
+if n > tonumber(ARGV[2]) then
+  redis.call('DECR', KEYS[1])
+  return 0
+end
+return 1
+"""
+
+# Give back a unit taken by _TAKE_RATE (never below zero, never recreating an expired counter).
+_GIVE_RATE = """
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n > 0 then return redis.call('DECR', KEYS[1]) end
+return 0
 """
 
 
@@ -105,18 +138,62 @@ class QuotaResult:
     ticket: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """A reserved (or refused) attempt: see :func:`reserve_attempt`."""
+
+    allowed: bool  # the guess may be checked
+    failures: int  # failures plus attempts in flight, this one included
+    until: datetime | None  # refused: the lock in force; allowed: the lock a failure of this attempt leaves
+
+    @classmethod
+    def from_reply(cls, reply: list[int]) -> Attempt:
+        """Build from a Lua reply {allowed, count, lock_until}."""
+        until = datetime.fromtimestamp(int(reply[2]), UTC) if int(reply[2]) else None
+        return cls(bool(int(reply[0])), int(reply[1]), until)
+
+
+@dataclass(frozen=True, slots=True)
+class RateSlot:
+    """A unit taken by :func:`take_rate`; ``key`` names the window it was counted in (None: refused)."""
+
+    allowed: bool
+    key: str | None
+
+
 def _failure_key(kind: str, account_id: str) -> str:
     return rkey("fail", kind, account_id)
 
 
-def register_failure(kind: str, account_id: str) -> LockStatus:
-    """Count one failure of ``kind`` ("pwd" or "code"); locks when the limit is reached."""
+def _other_kind(kind: str) -> str:
+    return "code" if kind == "pwd" else "pwd"
+
+
+def reserve_attempt(kind: str, account_id: str) -> Attempt:
+    """Reserve one attempt of ``kind`` ("pwd" or "code") before checking the guess (atomic, see ``_RESERVE``).
+
+    Refused while either lock of the account is in force. The reservation counts as the failure if the
+    guess is wrong (nothing more to record); :func:`reset_failures` after a success, :func:`release_attempt`
+    when no guess was checked after all."""
     s = settings()
-    script = redis_client().register_script(_FAILURE)
-    reply = script(keys=[_failure_key(kind, account_id)],
-                   args=[timestamp(clock().now()), s.max_failed_attempts, s.lockout_duration,
-                         s.lockout_duration + 86400])
-    return LockStatus.from_reply(reply)
+    reply = script(_RESERVE)(keys=[_failure_key(kind, account_id), _failure_key(_other_kind(kind), account_id)],
+                             args=[timestamp(clock().now()), s.max_failed_attempts, s.lockout_duration,
+                                   s.lockout_duration + 86400])
+    return Attempt.from_reply(reply)
+
+
+def release_attempt(kind: str, account_id: str, attempt: Attempt) -> None:
+    """Give back an allowed reservation whose guess was never checked (and the lock it set in advance)."""
+    if not attempt.allowed:
+        return
+    stamp = timestamp(attempt.until) if attempt.until else 0
+    script(_RELEASE)(keys=[_failure_key(kind, account_id)], args=[stamp])
+
+
+def register_failure(kind: str, account_id: str) -> LockStatus:
+    """Count one failure of ``kind`` that was not reserved beforehand; locks when the limit is reached."""
+    attempt = reserve_attempt(kind, account_id)
+    return LockStatus(attempt.until is not None, attempt.failures, attempt.until)
 
 
 def lock_status(kind: str, account_id: str) -> LockStatus:
@@ -139,9 +216,9 @@ def account_lock(account_id: str) -> LockStatus:
 
 
 def reset_failures(kind: str, account_id: str) -> None:
-    """A success of ``kind`` resets its own counter (never a lock in force: callers check first)."""
-    script = redis_client().register_script(_RESET)
-    script(keys=[_failure_key(kind, account_id)], args=[timestamp(clock().now())])
+    """A success of ``kind`` resets its own counter, with the lock the last reservation may have set in
+    advance: every reservation made since is refused, so only a guess allowed in this window succeeds."""
+    redis_client().delete(_failure_key(kind, account_id))
 
 
 def unlock_account(account_id: str) -> None:
@@ -153,8 +230,7 @@ def unlock_account(account_id: str) -> None:
 def take_quota(name: str, subject: str, *, quota: int, window: int, block: int) -> QuotaResult:
     """Use one unit of a sliding-window quota; passing it blocks further requests for ``block`` s."""
     ticket = new_token(9)
-    script = redis_client().register_script(_QUOTA)
-    reply = script(keys=[rkey("quota", name, subject), rkey("quota-block", name, subject)],
+    reply = script(_QUOTA)(keys=[rkey("quota", name, subject), rkey("quota-block", name, subject)],
                    args=[timestamp(clock().now()), window, quota, block, ticket, window + 60])
     allowed = bool(int(reply[0]))
     until = datetime.fromtimestamp(int(reply[2]), UTC) if int(reply[2]) else None
@@ -172,14 +248,23 @@ def quota_block(name: str, subject: str) -> datetime | None:
     return datetime.fromtimestamp(until, UTC) if until > timestamp(clock().now()) else None
 
 
-def peek_rate(name: str, subject: str, *, window: int) -> int:
-    """The count of the current fixed window of :func:`hit_rate` without adding to it."""
-    bucket = timestamp(clock().now()) // window
-    return int(redis_client().get(rkey("rate", name, subject, bucket)) or 0)
-
-
 def hit_rate(name: str, subject: str, *, window: int) -> int:
     """Count one event in the current fixed window of ``window`` seconds; returns the count so far."""
     bucket = timestamp(clock().now()) // window
-    script = redis_client().register_script(_HIT)
-    return int(script(keys=[rkey("rate", name, subject, bucket)], args=[window + 60]))
+    return int(script(_HIT)(keys=[rkey("rate", name, subject, bucket)], args=[window + 60]))
+
+
+def take_rate(name: str, subject: str, *, window: int, limit: int) -> RateSlot:
+    """Reserve one unit of a fixed-window rate before the action (atomic check-and-count).
+
+    Refused (nothing counted) once ``limit`` units are used in the window; keep the unit when the action
+    counts (a failure), give it back with :func:`give_back_rate` when it does not."""
+    key = rkey("rate", name, subject, timestamp(clock().now()) // window)
+    allowed = bool(int(script(_TAKE_RATE)(keys=[key], args=[window + 60, limit])))
+    return RateSlot(allowed, key if allowed else None)
+
+
+def give_back_rate(slot: RateSlot) -> None:
+    """Return a unit taken by :func:`take_rate` (in the window it was taken from)."""
+    if slot.key is not None:
+        script(_GIVE_RATE)(keys=[slot.key], args=[])

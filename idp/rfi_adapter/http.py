@@ -30,6 +30,7 @@ import requests
 from idp.clock import timestamp
 from idp.extensions import clock, redis_client, rkey
 from idp.nir import Nir
+from idp.redis_store import script
 from idp.rfi_adapter.base import Identity, IdentityNotFound, RegistryUnavailable
 from idp.rfi_adapter.records import InvalidRecord, parse_record
 
@@ -81,8 +82,7 @@ class CircuitBreaker:
     def allow(self) -> bool:
         """True when a request may go out (closed, or this caller is the half-open trial)."""
         # The trial slot lasts one reset period: a trial that dies without reporting cannot wedge it.
-        reply = redis_client().register_script(_BEFORE)(keys=[self._key()],
-                                                         args=[timestamp(clock().now()), self.reset_seconds])
+        reply = script(_BEFORE)(keys=[self._key()], args=[timestamp(clock().now()), self.reset_seconds])
         return int(reply) != 0
 
     def success(self) -> None:
@@ -91,7 +91,7 @@ class CircuitBreaker:
 
     def failure(self) -> bool:
         """One more failed look-up; returns True when the breaker is open afterwards."""
-        reply = redis_client().register_script(_FAILURE)(
+        reply = script(_FAILURE)(
             keys=[self._key()], args=[timestamp(clock().now()), self.threshold, self.reset_seconds,
                                       self.reset_seconds + 3600])
         return bool(int(reply))

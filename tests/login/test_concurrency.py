@@ -1,7 +1,8 @@
 """Limits hold on a multi-worker server: gunicorn with 4 workers on PostgreSQL and the real Redis.
 
-20 parallel wrong codes never count more than the 3 allowed before the lock; 20 parallel code
-requests never send more than the 5 codes of the quota.
+20 parallel wrong codes never count, nor check, more than the 3 allowed before the lock; 12 parallel
+passwords never check more than 3 either; 20 parallel code requests never send more than the 5 codes
+of the quota. "Checked" guesses are read from the audit trail (one event per password or code compared).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import REDIS_URL, TEST_SECRET, csrf_from, free_port
+from tests.conftest import REDIS_URL, TEST_SECRET, csrf_from, free_port, remember_secret
 from tests.login.conftest import NIR, OTHER_NIR, PASSWORD, make_account, new_interaction
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
@@ -78,6 +79,16 @@ def _fire(url: str, cookies: dict[str, str], data: dict[str, str]) -> list[str]:
         return list(pool.map(one, range(PARALLEL)))
 
 
+def _audited(app, *events: str) -> int:
+    from sqlalchemy import func, select
+
+    from idp.audit import AuditEvent
+    from idp.extensions import db
+
+    with app.app_context():
+        return db.session.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.event.in_(events)))
+
+
 def test_parallel_wrong_codes_never_count_more_than_the_limit(pg_app, server, mailbox):
     make_account(pg_app)
     cookies, token = _signed_in_to_code_step(pg_app, server, NIR)
@@ -89,10 +100,35 @@ def test_parallel_wrong_codes_never_count_more_than_the_limit(pg_app, server, ma
     # Failures 1 and 2 say "erronées"; the 3rd locks; every other one meets the lock.
     assert len(plain_wrong) == 2, [a[:40] for a in answers if a not in plain_wrong + locked]
     assert len(locked) == PARALLEL - 2
+    assert _audited(pg_app, "code_failed", "code_ok") == 3  # at most 3 guesses were compared, not only counted
     # The right code is refused while the lock holds.
     right = requests.post(server + "/connexion/code", data={"csrf_token": token, "code": code}, cookies=cookies,
                           allow_redirects=False, timeout=30)
     assert right.status_code == 200 and "bloqué jusqu'au" in html.unescape(right.text)
+
+
+def test_parallel_passwords_check_at_most_the_limit_and_the_right_one_sent_last_is_locked_out(pg_app, server):
+    make_account(pg_app)
+    browser = requests.Session()
+    browser.cookies.set("idp_interaction", new_interaction(pg_app), domain="127.0.0.1", path="/")
+    token = csrf_from(browser.get(server + "/connexion").text)
+    cookies = browser.cookies.get_dict()
+
+    def one(index: int) -> str:
+        right = index == 11
+        if right:
+            time.sleep(0.3)  # sent last
+        answer = requests.post(server + "/connexion", cookies=cookies, allow_redirects=False, timeout=30,
+                               data={"csrf_token": token, "nir": NIR,
+                                     "password": PASSWORD if right else f"Pas-Le-Bon-{index}"})
+        return html.unescape(answer.text) if answer.status_code == 200 else str(answer.status_code)
+
+    with ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(one, range(12)))
+    assert _audited(pg_app, "login_password_failed", "login_password_ok") == 3  # 3 checked, 9 refused unchecked
+    assert sum(WRONG in a for a in answers) == 2
+    assert sum("bloqué jusqu'au" in a for a in answers) == 10
+    assert "bloqué jusqu'au" in answers[11]
 
 
 def test_parallel_code_requests_never_send_more_than_the_quota(pg_app, server, mailbox):
@@ -104,3 +140,6 @@ def test_parallel_code_requests_never_send_more_than_the_quota(pg_app, server, m
     assert len(sent) == 5  # the first code at the password step, then 4 of the 20 requests
     assert sum(a == "303" for a in answers) == 4
     assert sum("Le nombre maximum de demandes de code a été atteint" in a for a in answers) == PARALLEL - 4
+
+
+remember_secret(*(f"Pas-Le-Bon-{index}" for index in range(11)))
