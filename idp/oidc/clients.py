@@ -2,17 +2,33 @@
 
 Kinds (DESIGN.md §4): ``web`` (security-code step-up), ``mobile`` (the app: public client, no code),
 ``federation`` (FranceConnect: client_secret_post, short lifetimes, step-up per client setting).
+
+Client records are cached per worker for :data:`CLIENT_CACHE_SECONDS` (every token request looks its
+client up): a client created, changed or deleted through the ORM in this process is seen at once;
+one changed or deleted elsewhere (another worker, ``idp clients``, SQL) takes effect in every worker
+within that time, secret hash included.
 """
 
 from __future__ import annotations
 
+import copy
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from flask import current_app, has_app_context
+from sqlalchemy import event, select
+
 from idp.crypto import hash_token, new_token
 from idp.extensions import clock, db, settings
 from idp.oidc.models import AUTH_METHODS, KINDS, Client
+
+CLIENT_CACHE_SECONDS = 5.0  # how long a worker reuses a client record it read
+CLIENT_CACHE_SIZE = 256  # at most this many clients per worker (the oldest entry goes first)
+_COLUMNS = tuple(attr.key for attr in Client.__mapper__.column_attrs)
+_cache_lock = threading.Lock()
 
 _DEFAULT_AUTH = {"web": "client_secret_basic", "mobile": "none", "federation": "client_secret_post"}
 
@@ -72,10 +88,48 @@ def create_client(*, name: str, kind: str, redirect_uris: list[str], post_logout
 
 
 def get_client(client_id: str | None) -> Client | None:
-    """The client with this id, or None."""
+    """The client with this id, or None (an unknown id is not cached: a new client is usable at once).
+
+    A fresh copy outside any session each time (plain values from the cache: no query within
+    :data:`CLIENT_CACHE_SECONDS`, nothing expired or reloaded by a commit, no request sees another's
+    changes); read-only: change clients through the ORM (which refreshes this cache) or by SQL."""
     if not client_id or len(client_id) > 64:
         return None
-    return db.session.get(Client, client_id)
+    cache = _client_cache()
+    now = time.monotonic()
+    hit = cache.get(client_id)
+    if hit is None or now - hit[0] >= CLIENT_CACHE_SECONDS:
+        row = db.session.execute(select(*(getattr(Client, name) for name in _COLUMNS))
+                                 .where(Client.client_id == client_id)).first()
+        if row is None:
+            forget_cached_client(client_id)
+            return None
+        hit = (now, dict(zip(_COLUMNS, row, strict=True)))
+        with _cache_lock:
+            if len(cache) >= CLIENT_CACHE_SIZE and client_id not in cache:
+                del cache[min(cache, key=lambda k: cache[k][0])]
+            cache[client_id] = hit
+    return Client(**{k: copy.deepcopy(v) if isinstance(v, list | dict) else v for k, v in hit[1].items()})
+
+
+def _client_cache() -> dict[str, tuple[float, dict[str, Any]]]:
+    """This application's per-process client cache (one per app: tests build many apps in one process)."""
+    return current_app.extensions.setdefault("idp.oidc.clients", {})
+
+
+def forget_cached_client(client_id: str) -> None:
+    """Drop a client from this worker's cache."""
+    with _cache_lock:
+        _client_cache().pop(client_id, None)
+
+
+@event.listens_for(Client, "after_insert")
+@event.listens_for(Client, "after_update")
+@event.listens_for(Client, "after_delete")
+def _client_written(_mapper: Any, _connection: Any, target: Client) -> None:
+    """A client written through the ORM in this process is re-read at its next look-up."""
+    if has_app_context():
+        forget_cached_client(target.client_id)
 
 
 def code_ttl(client: Client) -> int:

@@ -150,26 +150,31 @@ class IdpRefreshTokenGrant(grants.RefreshTokenGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = list(AUTH_METHODS)  # noqa: RUF012
     INCLUDE_NEW_REFRESH_TOKEN = True
 
-    def authenticate_refresh_token(self, refresh_token: str) -> RefreshToken | None:
-        """The usable token of this client; a rotated one presented again revokes its family."""
-        record = tokens.find_refresh_token(refresh_token)
+    def authenticate_refresh_token(self, refresh_token: str) -> tokens.ClaimedRefreshToken | None:
+        """Claim this client's usable token (one atomic UPDATE); a rotated one presented again revokes its
+        family. Another client's token is invalid_grant and costs its owner nothing."""
         client: Client = self.request.client
-        if record is None or record.client_id != client.client_id:
-            return None  # bound to its client: another client's token is invalid_grant
-        if not refresh_token_usable(record):
+        claimed = tokens.claim_refresh_token(refresh_token, client.client_id)
+        if claimed is None:
+            family_id = tokens.reused_family(refresh_token, client.client_id)
+            if family_id is not None:  # rotated before: stolen or replayed
+                log.warning("refresh token reuse: family revoked", extra={"client_id": client.client_id})
+                tokens.revoke_family(family_id)
             return None
-        if not tokens.claim_rotation(record):  # rotated before: stolen or replayed
-            log.warning("refresh token reuse: family revoked", extra={"client_id": client.client_id})
-            tokens.revoke_family(record.family_id)
+        if clock().now() >= claimed.expires_at:  # past the family's absolute life: give the claim back
+            db.session.rollback()
             return None
-        g.oidc_refresh_family = record
-        return record
+        g.oidc_refresh_family = claimed
+        return claimed
 
-    def authenticate_user(self, refresh_token: RefreshToken) -> tokens.EndUser | None:
-        """The account of the family, if it still exists."""
-        return _existing(tokens.EndUser(**refresh_token.auth))
+    def authenticate_user(self, refresh_token: tokens.ClaimedRefreshToken) -> tokens.EndUser | None:
+        """The account of the family, if it is still active (its status was read by the claim; a deleted
+        account's tokens are deleted with it)."""
+        if not _is_active(refresh_token.account_status):
+            return None
+        return tokens.EndUser(**refresh_token.auth)
 
-    def revoke_old_credential(self, refresh_token: RefreshToken) -> None:
+    def revoke_old_credential(self, refresh_token: tokens.ClaimedRefreshToken) -> None:
         """Already marked rotated (atomically) in authenticate_refresh_token."""
 
 
@@ -179,12 +184,21 @@ def refresh_token_usable(record: RefreshToken) -> bool:
     return not record.revoked and expires_at is not None and clock().now() < expires_at
 
 
-def _existing(user: tokens.EndUser) -> tokens.EndUser | None:
+def _is_active(status: str | None) -> bool:
+    """The account rule (``Account.is_active``) applied to a status read without loading the account."""
     from idp.accounts.models import Account
-    from idp.extensions import db
 
-    account = db.session.get(Account, user.account_id)
-    return user if account is not None and account.is_active else None
+    return status is not None and Account(status=status).is_active
+
+
+def _existing(user: tokens.EndUser) -> tokens.EndUser | None:
+    from sqlalchemy import select
+
+    from idp.accounts.models import Account
+
+    status = db.session.execute(select(Account.__table__.c.status)
+                                .where(Account.__table__.c.id == user.account_id)).scalar()
+    return user if _is_active(status) else None
 
 
 # --- client authentication: private_key_jwt (RFC 7523 §2.2, OIDC Core §9) --------------------
@@ -253,12 +267,12 @@ def _save_token(token: dict[str, Any], request: OAuth2Request) -> None:
     """Store what the generator made: access token in Redis, refresh token in its family."""
     client: Client = request.client
     user: tokens.EndUser = request.user
-    family: RefreshToken | None = g.get("oidc_refresh_family")
+    family: tokens.ClaimedRefreshToken | None = g.get("oidc_refresh_family")
     new_family_id = None
     if token.get("refresh_token"):
-        record = tokens.issue_refresh_token(token["refresh_token"], client=client, scope=token.get("scope", ""),
-                                            user=user, family=family, lifetime=refresh_token_ttl(client))
-        new_family_id = record.family_id
+        new_family_id = tokens.insert_refresh_token(token["refresh_token"], client=client,
+                                                    scope=token.get("scope", ""), user=user, family=family,
+                                                    lifetime=refresh_token_ttl(client))
     tokens.store_access_token(token["access_token"], client=client, scope=token.get("scope", ""), user=user,
                               expires_in=int(token["expires_in"]), family_id=new_family_id)
     # One commit for the rotation claim and the successor, after Redis took the access token: a failure

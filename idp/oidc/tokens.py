@@ -12,16 +12,24 @@
 - Refresh tokens are durable (SQL), hashed, bound to their client, rotated on every use inside a
   family with an absolute expiry; presenting a rotated token again revokes the whole family
   (RFC 9700 §4.14.2).
+
+The token endpoint is the hot path: a refresh is one claiming ``UPDATE ... RETURNING`` (which also
+reads the owner's account status), one ``INSERT`` of the successor and one commit; an access token is
+one Redis script. These use Core statements and plain values, never ORM objects that a commit would
+expire and reload.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from functools import cache
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from flask import current_app
+from redis.commands.core import Script
+from sqlalchemy import Table, bindparam, insert, literal_column, select, update
 
 from idp.clock import timestamp
 from idp.crypto import hash_token, new_token
@@ -31,6 +39,16 @@ from idp.oidc.keys import aware
 from idp.oidc.models import Client, RefreshToken
 
 USED_CODE_TTL = 24 * 3600  # how long a redeemed code is remembered (replay detection)
+_REFRESH = cast("Table", RefreshToken.__table__)  # Core statements on the hot path
+
+
+def _script(source: str) -> Script:
+    """The application's Redis client's script object for ``source`` (made once per app: no hashing per call)."""
+    scripts: dict[str, Script] = current_app.extensions.setdefault("idp.oidc.scripts", {})
+    script = scripts.get(source)
+    if script is None:
+        script = scripts[source] = redis_client().register_script(source)
+    return script
 
 
 @dataclass(kw_only=True)
@@ -112,19 +130,25 @@ return redis.call('HGET', KEYS[1], 'replayed')
 """
 
 
+# Take a code and leave its "used" marker in the same atomic step (one round trip), so that a replay is
+# always recognised, even if the process dies right after.
+_TAKE_CODE = """
+local raw = redis.call('GET', KEYS[1])
+if not raw then return false end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[2], 'used', '1')
+redis.call('EXPIRE', KEYS[2], ARGV[1])
+return raw
+"""
+
+
 def redeem_code(code: str) -> AuthorizationCode | None:
-    """Take the code (atomic GETDEL); a second redemption revokes what the first one issued."""
+    """Take the code (atomic get-and-delete); a second redemption revokes what the first one issued."""
     digest = hash_token(code)
-    raw = redis_client().getdel(rkey("code", digest))
+    raw = _script(_TAKE_CODE)(keys=[rkey("code", digest), rkey("code-used", digest)], args=[USED_CODE_TTL])
     if raw is None:
         revoke_code_issue(digest)
         return None
-    # Mark it used before anything else can fail, so a replay is always recognised.
-    marker = rkey("code-used", digest)
-    pipe = redis_client().pipeline(transaction=True)
-    pipe.hset(marker, "used", "1")
-    pipe.expire(marker, USED_CODE_TTL)
-    pipe.execute()
     record = AuthorizationCode(**json.loads(raw))
     if timestamp(clock().now()) >= record.expires_at:
         return None
@@ -136,7 +160,7 @@ def remember_code_issue(code: str, access_token: str, family_id: str | None) -> 
 
     Returns True when it had to be revoked."""
     access = hash_token(access_token)
-    replayed = redis_client().register_script(_RECORD_ISSUE)(
+    replayed = _script(_RECORD_ISSUE)(
         keys=[rkey("code-used", hash_token(code))], args=[access, family_id or "", USED_CODE_TTL])
     if not replayed:
         return False
@@ -147,7 +171,7 @@ def remember_code_issue(code: str, access_token: str, family_id: str | None) -> 
 def revoke_code_issue(code_digest: str) -> bool:
     """A replayed code: flag it and revoke the access token and the refresh family it issued (a first
     exchange still running revokes them itself when it records them); True if the code was known."""
-    reply = redis_client().register_script(_FLAG_REPLAY)(keys=[rkey("code-used", code_digest)], args=[])
+    reply = _script(_FLAG_REPLAY)(keys=[rkey("code-used", code_digest)], args=[])
     if not reply:
         return False
     items = [v.decode() if isinstance(v, bytes) else str(v) for v in reply]
@@ -217,10 +241,15 @@ class AccessToken:
         return get_client(self.client_id)
 
 
-# Add a member to an index set and keep the set at least as long as its longest-lived member.
-_INDEX_ADD = """
-redis.call('SADD', KEYS[1], ARGV[1])
-if redis.call('TTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+# Store an access token and add it to its index sets (account, and family if any), each set kept at least
+# as long as its longest-lived member: one atomic step, so a token is never live without being indexed
+# (a revocation by account or family always finds it).
+_STORE_ACCESS = """
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+for i = 2, #KEYS do
+  redis.call('SADD', KEYS[i], ARGV[3])
+  if redis.call('TTL', KEYS[i]) < tonumber(ARGV[2]) then redis.call('EXPIRE', KEYS[i], ARGV[2]) end
+end
 return 1
 """
 
@@ -232,11 +261,10 @@ def store_access_token(token: str, *, client: Client, scope: str, user: EndUser,
     record = AccessToken(digest=hash_token(token), client_id=client.client_id, scope=scope, issued_at=now,
                          expires_at=now + expires_in, user=user.auth(), family_id=family_id)
     data = {k: v for k, v in asdict(record).items() if k != "digest"}
-    redis_client().set(rkey("at", record.digest), json.dumps(data), ex=expires_in + 60)
-    index = redis_client().register_script(_INDEX_ADD)
-    index(keys=[rkey("at-account", user.account_id)], args=[record.digest, expires_in + 60])
+    keys = [rkey("at", record.digest), rkey("at-account", user.account_id)]
     if family_id:
-        index(keys=[rkey("at-family", family_id)], args=[record.digest, expires_in + 60])
+        keys.append(rkey("at-family", family_id))
+    _script(_STORE_ACCESS)(keys=keys, args=[json.dumps(data), expires_in + 60, record.digest])
     return record
 
 
@@ -258,19 +286,104 @@ def revoke_access_token(record: AccessToken) -> None:
 
 
 # --- refresh tokens --------------------------------------------------------------------------
-def issue_refresh_token(token: str, *, client: Client, scope: str, user: EndUser,
-                        family: RefreshToken | None, lifetime: int) -> RefreshToken:
-    """Save a refresh token: a new family (code grant) or the successor in ``family`` (rotation)."""
+@dataclass(frozen=True, slots=True)
+class ClaimedRefreshToken:
+    """A refresh token this request has just claimed for rotation (plain values read by the claiming
+    UPDATE: nothing to reload after the commit). Authlib's TokenMixin methods the refresh grant uses."""
+
+    id: int
+    family_id: str
+    client_id: str
+    account_id: str
+    scope: str
+    auth: dict[str, Any]
+    expires_at: datetime
+    account_status: str
+
+    def check_client(self, client: Client) -> bool:
+        """Bound to the client it was issued to."""
+        return self.client_id == client.client_id
+
+    def get_scope(self) -> str:
+        """Granted scope."""
+        return self.scope
+
+
+@cache
+def _claim_statement() -> Any:
+    """``UPDATE oidc_refresh_tokens SET rotated_at = :now WHERE token_hash = :h AND client_id = :c AND
+    rotated_at IS NULL AND NOT revoked RETURNING ..., (SELECT status FROM accounts WHERE id = account_id)``
+    (built once; the owner's status comes back with the claim, a correlated subquery because SQLite's
+    RETURNING cannot name the tables of an UPDATE ... FROM)."""
+    from idp.accounts.models import Account
+
+    rt, owner = _REFRESH, cast("Table", Account.__table__).alias("owner")
+    # Spelled out: SQLite's compiler leaves the columns of a RETURNING clause unqualified, subquery included.
+    correlation = literal_column("owner.id") == literal_column(f"{rt.name}.account_id")
+    status = select(owner.c.status).where(correlation).scalar_subquery()
+    return (update(rt)
+            .where(rt.c.token_hash == bindparam("h"), rt.c.client_id == bindparam("c"), rt.c.rotated_at.is_(None),
+                   rt.c.revoked.is_(False))
+            .values(rotated_at=bindparam("now"))
+            .returning(rt.c.id, rt.c.family_id, rt.c.client_id, rt.c.account_id, rt.c.scope, rt.c.auth,
+                       rt.c.expires_at, status.label("account_status")))
+
+
+def claim_refresh_token(token: str, client_id: str) -> ClaimedRefreshToken | None:
+    """Atomically mark this client's unrotated, unrevoked token as used and return it; None otherwise
+    (unknown, another client's, revoked, or already rotated: see :func:`reused_family`).
+
+    One statement: of two parallel uses exactly one gets the row (the other waits for its row lock,
+    then finds it rotated). Not committed here: the row stays locked until the successor is committed
+    with it (see ``idp.oidc.server._save_token``). A worker that dies in between leaves the token
+    unused, so that the client's retry succeeds instead of being taken for a reuse that revokes the
+    family. Expiry and the account's status are the caller's to check (roll back when refused)."""
+    if not token or len(token) > 200:
+        return None
+    row = db.session.execute(_claim_statement(),
+                             {"h": hash_token(token), "c": client_id, "now": clock().now()}).first()
+    if row is None:
+        return None
+    return ClaimedRefreshToken(id=row.id, family_id=row.family_id, client_id=row.client_id,
+                               account_id=row.account_id, scope=row.scope, auth=dict(row.auth),
+                               expires_at=aware(row.expires_at) or row.expires_at, account_status=row.account_status)
+
+
+def reused_family(token: str, client_id: str) -> str | None:
+    """After a refused claim: the family of this client's token when it is a live token that was already
+    rotated, i.e. a reuse (stolen or replayed: RFC 9700 §4.14.2), else None."""
+    if not token or len(token) > 200:
+        return None
+    rt = _REFRESH
+    row = db.session.execute(select(rt.c.family_id, rt.c.rotated_at, rt.c.revoked, rt.c.expires_at)
+                             .where(rt.c.token_hash == hash_token(token), rt.c.client_id == client_id)).first()
+    if row is None or row.rotated_at is None or row.revoked:
+        return None
+    expires_at = aware(row.expires_at)
+    return row.family_id if expires_at is not None and clock().now() < expires_at else None
+
+
+def insert_refresh_token(token: str, *, client: Client, scope: str, user: EndUser,
+                         family: RefreshToken | ClaimedRefreshToken | None, lifetime: int) -> str:
+    """Write a refresh token (Core INSERT): a new family (code grant) or the successor in ``family``
+    (rotation); returns its family id.
+
+    Not committed: the caller commits once the access token is stored too, so that the claimed
+    rotation of the predecessor and its successor are written together or not at all."""
     now = clock().now()
-    record = RefreshToken(token_hash=hash_token(token), family_id=family.family_id if family else new_token(24),
-                          client_id=client.client_id, account_id=user.account_id, scope=scope, auth=user.auth(),
-                          issued_at=now,
-                          expires_at=aware(family.expires_at) if family else now + timedelta(seconds=lifetime))
-    db.session.add(record)
-    # Flushed, not committed: the caller commits once the access token is stored too, so that the claimed
-    # rotation of the predecessor and its successor are written together or not at all.
-    db.session.flush()
-    return record
+    family_id = family.family_id if family else new_token(24)
+    expires_at = aware(family.expires_at) if family else now + timedelta(seconds=lifetime)
+    db.session.execute(insert(_REFRESH).values(
+        token_hash=hash_token(token), family_id=family_id, client_id=client.client_id, account_id=user.account_id,
+        scope=scope, auth=user.auth(), issued_at=now, expires_at=expires_at, rotated_at=None, revoked=False))
+    return family_id
+
+
+def issue_refresh_token(token: str, *, client: Client, scope: str, user: EndUser,
+                        family: RefreshToken | ClaimedRefreshToken | None, lifetime: int) -> RefreshToken:
+    """:func:`insert_refresh_token`, returning the ORM record (not committed either)."""
+    insert_refresh_token(token, client=client, scope=scope, user=user, family=family, lifetime=lifetime)
+    return db.session.scalars(select(RefreshToken).where(RefreshToken.token_hash == hash_token(token))).one()
 
 
 def find_refresh_token(token: str) -> RefreshToken | None:
@@ -278,19 +391,6 @@ def find_refresh_token(token: str) -> RefreshToken | None:
     if not token or len(token) > 200:
         return None
     return db.session.scalars(select(RefreshToken).where(RefreshToken.token_hash == hash_token(token))).first()
-
-
-def claim_rotation(record: RefreshToken) -> bool:
-    """Atomically mark the token as used; False when someone used it already (reuse).
-
-    Not committed here: the row stays locked until the successor is committed with it (see
-    ``idp.oidc.server._save_token``). A worker that dies in between leaves the token unused, so that
-    the client's retry succeeds instead of being taken for a reuse that revokes the family; a parallel
-    use of the same token waits for that lock and then finds the token rotated."""
-    result = db.session.execute(update(RefreshToken)
-                                .where(RefreshToken.id == record.id, RefreshToken.rotated_at.is_(None))
-                                .values(rotated_at=clock().now()))
-    return bool(getattr(result, "rowcount", 0) == 1)
 
 
 def revoke_family(family_id: str) -> None:

@@ -152,3 +152,73 @@ def test_deleted_account_cascades_its_refresh_tokens(any_app: Any) -> None:
         db.session.commit()
         assert db.session.scalar(select(func.count()).select_from(RefreshToken)) == 0
     assert _refresh(client, rp, tokens["refresh_token"]).json["error"] == "invalid_grant"
+
+
+@pytest.mark.postgres
+def test_two_parallel_uses_of_a_refresh_token_one_wins_and_the_family_is_revoked(pg_app: Any) -> None:
+    """The claiming UPDATE of the first use holds the row until it commits its successor; the second use
+    waits for that lock, then finds the token rotated: a reuse, which revokes the family (successor too)."""
+    import threading
+
+    from sqlalchemy import select
+
+    from idp.extensions import db
+    from idp.oidc import tokens
+    from idp.oidc.clients import get_client
+    from idp.oidc.models import RefreshToken
+
+    client = pg_app.test_client()
+    person, rp = make_person(pg_app), make_rp(pg_app, "web")
+    first = _tokens(pg_app, client, person, rp)["refresh_token"]
+    second_result: list[Any] = []
+    claimed = threading.Event()
+
+    def second_use() -> None:
+        claimed.wait(10)
+        second_result.append(_refresh(pg_app.test_client(), rp, first))
+
+    other = threading.Thread(target=second_use)
+    other.start()
+    with pg_app.app_context():
+        winner = tokens.claim_refresh_token(first, rp.client_id)
+        assert winner is not None and winner.account_status == "active"
+        claimed.set()
+        other.join(0.5)
+        assert other.is_alive(), "the second use must wait for the first one's row lock"
+        user = tokens.EndUser(**winner.auth)
+        tokens.insert_refresh_token("successor-value-1234", client=get_client(rp.client_id), scope=winner.scope,
+                                    user=user, family=winner, lifetime=3600)
+        db.session.commit()
+    other.join(10)
+    assert second_result[0].json["error"] == "invalid_grant"
+    with pg_app.app_context():
+        family = db.session.scalars(select(RefreshToken).where(RefreshToken.family_id == winner.family_id)).all()
+        assert len(family) == 2 and all(r.revoked for r in family), "reuse revokes the family, successor included"
+
+
+def test_client_records_are_cached_briefly_and_orm_changes_are_seen_at_once(app: Any, clock: Any) -> None:
+    from sqlalchemy import update
+
+    from idp.extensions import db
+    from idp.oidc import clients
+    from idp.oidc.models import Client
+
+    rp = make_rp(app, "web")
+    with app.app_context():
+        first = clients.get_client(rp.client_id)
+        assert first is not None and first.check_client_secret(rp.secret)
+        first.redirect_uris.append("https://attacker.example/cb")  # a copy: the cache is not changed
+        assert "https://attacker.example/cb" not in clients.get_client(rp.client_id).redirect_uris
+        stored = db.session.get(Client, rp.client_id)
+        stored.name = "Renamed"
+        db.session.commit()  # through the ORM in this process: seen at once
+        assert clients.get_client(rp.client_id).name == "Renamed"
+        db.session.execute(update(Client).where(Client.client_id == rp.client_id).values(client_secret_hash="x" * 64))
+        db.session.commit()  # as another worker would (no ORM event here): within the cache time
+        cache = clients._client_cache()
+        read_at, values = cache[rp.client_id]
+        cache[rp.client_id] = (read_at - clients.CLIENT_CACHE_SECONDS, values)  # the cache time has passed
+        assert not clients.get_client(rp.client_id).check_client_secret(rp.secret)
+        db.session.delete(db.session.get(Client, rp.client_id))
+        db.session.commit()
+        assert clients.get_client(rp.client_id) is None
