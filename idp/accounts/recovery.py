@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 
 from idp import audit
 from idp.accounts import service
@@ -56,37 +57,58 @@ def throttle_address(address: str) -> None:
         raise TooManyRequests(detail="password reset address limit")
 
 
-def request_reset(nir_text: str) -> None:
-    """Send a reset link when the NIR has an active account with a validated e-mail; otherwise do
-    nothing. The caller shows the same answer in every case (no account enumeration)."""
+@dataclass(frozen=True, slots=True)
+class ResetMail:
+    """A reset link prepared by :func:`request_reset`, to be e-mailed by :func:`deliver`."""
+
+    account_id: str
+    email: str
+    token: str
+    quota_ticket: str | None
+
+
+def request_reset(nir_text: str) -> ResetMail | None:
+    """Prepare a reset link when the NIR has an active account with a validated e-mail; otherwise
+    nothing. The caller shows the same answer in every case (no account enumeration) and sends the
+    mail with :func:`deliver` after the response has gone, so that the SMTP conversation does not
+    make the answer for an existing account slower than for an unknown NIR."""
     account = service.find_account(nir_text)
     if account is None or not account.is_active or not account.email_validated or not account.email:
         audit.record("password_reset.requested", outcome="ignored")
-        return
+        return None
     s = settings()
     quota = limits.take_quota("pwreset", account.id, quota=s.email_code_quota, window=s.email_code_quota_window,
                               block=s.email_code_quota_block)
     if not quota.allowed:
         audit.record("password_reset.requested", account_id=account.id, outcome="quota")
-        return
+        return None
     token = new_token(32)
     forget_links(account.id)
     ttl = s.password_reset_ttl
     record = {"account_id": account.id, "exp": timestamp(clock().now()) + ttl}
-    redis_client().set(_key(token), json.dumps(record), ex=ttl + 60)
-    redis_client().sadd(_index(account.id), hash_token(token))
-    redis_client().expire(_index(account.id), ttl + 60)
+    pipe = redis_client().pipeline(transaction=True)
+    pipe.set(_key(token), json.dumps(record), ex=ttl + 60)
+    pipe.sadd(_index(account.id), hash_token(token))
+    pipe.expire(_index(account.id), ttl + 60)
+    pipe.execute()
+    audit.record("password_reset.requested", account_id=account.id, outcome="accepted")
+    return ResetMail(account.id, account.email, token, quota.ticket)
+
+
+def deliver(mail: ResetMail) -> None:
+    """E-mail a prepared link; when the relay fails, the link is withdrawn and the quota unit given back."""
     from idp.notify.mail import MailNotSent, send_mail
 
     try:
-        send_mail(account.email, "Mon compte ameli : réinitialisation de votre mot de passe", "password_reset",
-                  link=link_for(token), minutes=ttl // 60)
+        send_mail(mail.email, "Mon compte ameli : réinitialisation de votre mot de passe", "password_reset",
+                  link=link_for(mail.token), minutes=settings().password_reset_ttl // 60)
     except MailNotSent:
-        forget_links(account.id)
-        if quota.ticket:
-            limits.give_back_quota("pwreset", account.id, quota.ticket)
-        raise
-    audit.record("password_reset.requested", account_id=account.id, outcome="sent")
+        forget_links(mail.account_id)
+        if mail.quota_ticket:
+            limits.give_back_quota("pwreset", mail.account_id, mail.quota_ticket)
+        audit.record("password_reset.mail_failed", account_id=mail.account_id)
+        return
+    audit.record("password_reset.sent", account_id=mail.account_id)
 
 
 def _decode(raw: bytes | str | None) -> Account | None:

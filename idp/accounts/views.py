@@ -11,10 +11,9 @@ The flow id lives in the signed Flask session (no secret in it); POSTs answer 30
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-from flask import Blueprint, Flask, redirect, render_template, request, session, url_for
+from flask import Blueprint, Flask, current_app, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 
 from idp.accounts import creation, recovery, service
@@ -172,12 +171,19 @@ def forgot() -> ResponseReturnValue:
         recovery.throttle_address(request.remote_addr or "-")
         nir = _nir_or_error(request.form.get("nir", ""), errors)
         if nir is not None:
-            try:
-                recovery.request_reset(nir.value)
-            except MailNotSent:
-                # Same answer as for an unknown NIR: saying "mail failed" would reveal an account.
-                logging.getLogger(__name__).warning("reset mail not sent")
-            return _see_other("accounts.forgot_sent")
+            pending = recovery.request_reset(nir.value)
+            response = redirect(url_for("accounts.forgot_sent"), code=303)
+            if pending is not None:
+                # Sent once the answer has gone (same timing whether or not the NIR has an account); a
+                # failure withdraws the link and is audited, never shown (that would reveal the account).
+                app = current_app._get_current_object()  # type: ignore[attr-defined]
+
+                def _send_after_response() -> None:
+                    with app.app_context():
+                        recovery.deliver(pending)
+
+                response.call_on_close(_send_after_response)
+            return response
     return _page("forgot.html", 200, errors=errors, form=request.form)
 
 

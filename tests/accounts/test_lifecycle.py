@@ -253,3 +253,39 @@ def test_forgotten_password_requests_are_limited_per_address(loaded: Any, record
     answers = [submit(client, "/mot-de-passe-oublie", {"nir": nir}).status_code for _ in range(limit + 1)]
     assert answers[:limit] == [303] * limit
     assert answers[limit] == 429
+
+
+def test_the_reset_answer_does_not_wait_for_the_mail_and_a_failed_mail_withdraws_the_link(
+        loaded: Any, records: list[dict[str, Any]], mailbox: Any) -> None:
+    """The e-mail leaves after the response: a stalled SMTP relay makes an existing account's answer no
+    slower than an unknown NIR's (no enumeration by timing); when it fails, the link is withdrawn."""
+    import socket
+    import time
+
+    make_account(loaded, by_name(records, "DUPONT")["nir"])
+    silent = socket.socket()  # accepts connections, never answers: a stalled relay
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    mail_state = loaded.extensions["mail"]
+    mail_state.port, original_port = silent.getsockname()[1], mail_state.port
+    try:
+        client = loaded.test_client()
+        token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', client.get("/mot-de-passe-oublie").text)
+        started = time.monotonic()
+        response = client.post("/mot-de-passe-oublie",
+                               data={"csrf_token": token.group(1), "nir": by_name(records, "DUPONT")["nir"]})
+        answered = time.monotonic() - started
+        assert response.status_code == 303 and answered < 1.0
+        response.close()  # the server has sent the answer: now the mail is attempted (and times out)
+    finally:
+        mail_state.port = original_port
+        silent.close()
+    with loaded.app_context():
+        events = [e.event for e in db.session.scalars(select(AuditEvent).order_by(AuditEvent.id))]
+        account = service.find_account(by_name(records, "DUPONT")["nir"])
+        from idp.accounts import recovery
+        from idp.extensions import redis_client
+
+        assert redis_client().scard(recovery._index(account.id)) == 0
+    assert events[-2:] == ["password_reset.requested", "password_reset.mail_failed"]
+    assert mailbox.messages == []
