@@ -6,6 +6,8 @@ with its errors. Which page comes next is always :func:`idp.login.policy.next_st
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
@@ -116,6 +118,24 @@ def _on_step(interaction: Interaction, step: str) -> Response | None:
     """A redirect to the right page when the policy says another step comes now."""
     expected = policy.next_step(interaction)
     return None if expected == step else _advance(interaction, send_code=False)
+
+
+def step_view(step: str) -> Callable[[Callable[..., ResponseReturnValue]], Callable[..., ResponseReturnValue]]:
+    """Decorate the view of one step: it receives the live interaction, and the browser is sent to the
+    policy's page instead whenever another step comes now (no step can be skipped or replayed)."""
+
+    def decorate(view: Callable[..., ResponseReturnValue]) -> Callable[..., ResponseReturnValue]:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> ResponseReturnValue:
+            interaction = _live()
+            elsewhere = _on_step(interaction, step)
+            if elsewhere is not None:
+                return elsewhere
+            return view(interaction, *args, **kwargs)
+
+        return wrapper
+
+    return decorate
 
 
 def _lock_message(until: datetime | None) -> str:
@@ -230,12 +250,9 @@ def next() -> ResponseReturnValue:
 
 # --- case 1: e-mail to enter and validate ------------------------------------------------------
 @bp.route("/email", methods=["GET", "POST"])
-def email() -> ResponseReturnValue:
+@step_view("email")
+def email(interaction: Interaction) -> ResponseReturnValue:
     """Case 1: no validated e-mail: enter an address, receive a code there, type it."""
-    interaction = _live()
-    redirect_elsewhere = _on_step(interaction, "email")
-    if redirect_elsewhere is not None:
-        return redirect_elsewhere
     account = _account(interaction)
     errors: dict[str, str] = {}
     pending = interaction.data.get("email_pending")
@@ -285,23 +302,17 @@ def _code_page(interaction: Interaction, account: Account, *, alert: list[str] |
 
 
 @bp.get("/code")
-def code() -> ResponseReturnValue:
+@step_view("code")
+def code(interaction: Interaction) -> ResponseReturnValue:
     """Steps 1-3: the page that says where the code went, and the form to type it."""
-    interaction = _live()
-    redirect_elsewhere = _on_step(interaction, "code")
-    if redirect_elsewhere is not None:
-        return redirect_elsewhere
     notice = "Un nouveau code de sécurité vous a été envoyé." if request.args.get("nouveau") else ""
     return _code_page(interaction, _account(interaction), notice=notice)
 
 
 @bp.post("/code")
-def check_code() -> ResponseReturnValue:
+@step_view("code")
+def check_code(interaction: Interaction) -> ResponseReturnValue:
     """Step 3 submitted: cases 2 (expired), 5 (wrong) and 6 (three wrong codes lock)."""
-    interaction = _live()
-    redirect_elsewhere = _on_step(interaction, "code")
-    if redirect_elsewhere is not None:
-        return redirect_elsewhere
     account = _account(interaction)
     result = service.check_code(interaction, account, request.form.get("code", "")[:32], address=request.remote_addr)
     _throttled(result)
@@ -316,12 +327,9 @@ def check_code() -> ResponseReturnValue:
 
 
 @bp.post("/code/nouveau")
-def resend_code() -> ResponseReturnValue:
+@step_view("code")
+def resend_code(interaction: Interaction) -> ResponseReturnValue:
     """"Recevoir un nouveau code de sécurité" (case 3: 5 per sliding hour, then blocked 1 hour)."""
-    interaction = _live()
-    redirect_elsewhere = _on_step(interaction, "code")
-    if redirect_elsewhere is not None:
-        return redirect_elsewhere
     account = _account(interaction)
     result = service.request_code(interaction, account)
     if not result.ok:
@@ -332,12 +340,9 @@ def resend_code() -> ResponseReturnValue:
 
 # --- biometric second factor -------------------------------------------------------------------
 @bp.route("/biometrie", methods=["GET", "POST"])
-def biometric() -> ResponseReturnValue:
+@step_view("biometric")
+def biometric(interaction: Interaction) -> ResponseReturnValue:
     """The account has a platform credential: sign in with it, or choose the e-mail code instead."""
-    interaction = _live()
-    redirect_elsewhere = _on_step(interaction, "biometric")
-    if redirect_elsewhere is not None:
-        return redirect_elsewhere
     if request.method == "POST":
         interaction.data["prefer_code"] = True
         return _advance(interaction, send_code=True)
@@ -346,12 +351,9 @@ def biometric() -> ResponseReturnValue:
 
 # --- notifications: terms ----------------------------------------------------------------------
 @bp.route("/conditions", methods=["GET", "POST"])
-def terms() -> ResponseReturnValue:
+@step_view("terms")
+def terms(interaction: Interaction) -> ResponseReturnValue:
     """New terms of use to accept before going on."""
-    interaction = _live()
-    redirect_elsewhere = _on_step(interaction, "terms")
-    if redirect_elsewhere is not None:
-        return redirect_elsewhere
     account = _account(interaction)
     pending = accounts.pending_terms(account)
     error = ""
