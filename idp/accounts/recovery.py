@@ -95,6 +95,14 @@ def request_reset(nir_text: str) -> ResetMail | None:
     return ResetMail(account.id, account.email, token, quota.ticket)
 
 
+def _withdraw(mail: ResetMail) -> None:
+    """Withdraw only this mail's link (a newer link, delivered meanwhile, stays usable)."""
+    pipe = redis_client().pipeline(transaction=True)
+    pipe.delete(_key(mail.token))
+    pipe.srem(_index(mail.account_id), hash_token(mail.token))
+    pipe.execute()
+
+
 def deliver(mail: ResetMail) -> None:
     """E-mail a prepared link; when the relay fails, the link is withdrawn and the quota unit given back."""
     from idp.notify.mail import MailNotSent, send_mail
@@ -103,7 +111,7 @@ def deliver(mail: ResetMail) -> None:
         send_mail(mail.email, "Mon compte ameli : réinitialisation de votre mot de passe", "password_reset",
                   link=link_for(mail.token), minutes=settings().password_reset_ttl // 60)
     except MailNotSent:
-        forget_links(mail.account_id)
+        _withdraw(mail)
         if mail.quota_ticket:
             limits.give_back_quota("pwreset", mail.account_id, mail.quota_ticket)
         audit.record("password_reset.mail_failed", account_id=mail.account_id)

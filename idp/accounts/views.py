@@ -11,6 +11,7 @@ The flow id lives in the signed Flask session (no secret in it); POSTs answer 30
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, redirect, render_template, request, session, url_for
@@ -18,6 +19,7 @@ from flask.typing import ResponseReturnValue
 
 from idp.accounts import creation, recovery, service
 from idp.nir import InvalidNir, Nir
+from idp.notify import outbox
 from idp.notify.mail import MailNotSent
 
 accounts_bp = Blueprint("accounts", __name__)
@@ -174,15 +176,11 @@ def forgot() -> ResponseReturnValue:
             pending = recovery.request_reset(nir.value)
             response = redirect(url_for("accounts.forgot_sent"), code=303)
             if pending is not None:
-                # Sent once the answer has gone (same timing whether or not the NIR has an account); a
-                # failure withdraws the link and is audited, never shown (that would reveal the account).
-                app = current_app._get_current_object()  # type: ignore[attr-defined]
-
-                def _send_after_response() -> None:
-                    with app.app_context():
-                        recovery.deliver(pending)
-
-                response.call_on_close(_send_after_response)
+                # Sent by a sender thread, not by the request (same timing whether or not the NIR has an
+                # account, even on a kept-alive connection); a failure withdraws the link and is audited,
+                # never shown (that would reveal the account).
+                outbox.send_later(current_app._get_current_object(),  # type: ignore[attr-defined]
+                                  functools.partial(recovery.deliver, pending))
             return response
     return _page("forgot.html", 200, errors=errors, form=request.form)
 

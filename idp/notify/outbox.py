@@ -1,0 +1,51 @@
+"""Mail that must leave after the answer: a small bounded pool of sender threads per process.
+
+Used where waiting for SMTP inside the request would tell something (the forgotten-password page
+must answer an existing account as fast as an unknown NIR). The work runs in its own application
+context; failures are the job's to handle (it audits and cleans up). ``drain`` waits for the jobs
+in flight (tests, and graceful shutdown hooks).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+
+from flask import Flask
+
+log = logging.getLogger(__name__)
+
+_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="idp-outbox")
+_pending: set[Future[None]] = set()
+_lock = threading.Lock()
+
+
+def send_later(app: Flask, job: Callable[[], None]) -> Future[None]:
+    """Run ``job`` in a sender thread, inside an application context of ``app``."""
+
+    def run() -> None:
+        with app.app_context():
+            try:
+                job()
+            except Exception:  # a background job has nobody to raise to: log it, never kill the pool
+                log.exception("outbox job failed")
+
+    future = _pool.submit(run)
+    with _lock:
+        _pending.add(future)
+    future.add_done_callback(_forget)
+    return future
+
+
+def _forget(future: Future[None]) -> None:
+    with _lock:
+        _pending.discard(future)
+
+
+def drain(timeout: float = 30.0) -> None:
+    """Wait until every job submitted so far has finished (or ``timeout`` seconds passed)."""
+    with _lock:
+        pending = list(_pending)
+    wait(pending, timeout=timeout)
