@@ -171,9 +171,10 @@ def login_reasons(params: dict[str, str], session: BrowserSession | None, client
     if session is not None and needed_acr and acr_rank(session.acr) < acr_rank(needed_acr):
         reasons.append("acr_values")
     if session is not None and _require_email_code(client, needed_acr) and not (
-            session.second_factor or session.trusted_browser):
-        # A mobile (password only) or federation-without-code login must not give web clients SSO
-        # without the security code: the login policy asks for it in a new interaction.
+            session.second_factor or (session.trusted_browser and "pwd" in session.amr)):
+        # A mobile (password only, or biometrics in place of the password) or federation-without-code login
+        # must not give web clients SSO without the password and the security code: the login policy asks
+        # for them in a new interaction. A trusted browser only stands in for the code, never the password.
         reasons.append("second_factor")
     hinted = hint_subject(params, redirect_uri)
     if session is not None and hinted is not None and hinted != claims.subject(client, session.account_id):
@@ -182,12 +183,15 @@ def login_reasons(params: dict[str, str], session: BrowserSession | None, client
 
 
 def web_second_factor(amr: list[str], data: dict[str, Any]) -> bool:
-    """True when a finished login had a second factor that web clients accept: the e-mail code, or a
-    platform credential (``hwk`` + ``user``) that was itself activated with two factors (the WebAuthn
-    sign-in records that in ``data["webauthn_mfa"]``)."""
-    if "mail" in amr:
-        return True
-    return "hwk" in amr and "user" in amr and bool(data.get("webauthn_mfa"))
+    """True when a finished login satisfies web clients: the password, then a second factor they accept,
+    the e-mail code or a platform credential (``hwk`` + ``user``) that was itself activated with two
+    factors (the WebAuthn sign-in records that in ``data["webauthn_mfa"]``).
+
+    The password is required: on the app a platform credential replaces it (DESIGN.md §1), and such a
+    session must not give web clients, which always ask the password first, SSO without it."""
+    if "pwd" not in amr:
+        return False
+    return "mail" in amr or ("hwk" in amr and "user" in amr and bool(data.get("webauthn_mfa")))
 
 
 def _max_age(params: dict[str, str], redirect_uri: str) -> int | None:
