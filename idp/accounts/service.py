@@ -156,11 +156,14 @@ def set_password(account: Account, password: str, *, keep_session: str | None = 
 
 
 def revoke_grants(account_id: str) -> None:
-    """What a password change or reset takes back besides browser sessions: every trusted browser,
-    every refresh-token family and every access token of the account."""
+    """What a password change or reset takes back besides browser sessions: every WebAuthn credential
+    (whoever had the password could have activated their own phone, which replaces the password on the
+    app), every trusted browser, every refresh-token family and every access token of the account."""
     from idp.mfa import trusted_browser
     from idp.oidc.tokens import revoke_all_for_account
+    from idp.webauthn import service as webauthn
 
+    webauthn.revoke_all(account_id, reason="password_changed")
     trusted_browser.revoke_all(account_id)
     revoke_all_for_account(account_id)
 

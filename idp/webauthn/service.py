@@ -393,6 +393,23 @@ def revoke(account_id: str, credential_pk: int) -> bool:
     return True
 
 
+def revoke_all(account_id: str, *, reason: str, commit: bool = True) -> int:
+    """Revoke every unrevoked credential of the account (password change or reset: whoever had the
+    password could have activated their own phone, which replaces the password on the app); audited;
+    returns how many were revoked."""
+    result = db.session.execute(
+        update(WebAuthnCredential)
+        .where(WebAuthnCredential.account_id == account_id, WebAuthnCredential.revoked_at.is_(None))
+        .values(revoked_at=clock().now())
+        .execution_options(synchronize_session="fetch"))
+    count = int(getattr(result, "rowcount", 0) or 0)
+    if count:
+        audit.record("webauthn.revoked_all", account_id=account_id, commit=False, count=count, reason=reason)
+    if commit:
+        db.session.commit()
+    return count
+
+
 def remove_all(account_id: str, *, commit: bool = True) -> int:
     """Delete every credential of the account (advisor reset); returns how many were removed."""
     rows = list(db.session.scalars(select(WebAuthnCredential).where(WebAuthnCredential.account_id == account_id)))

@@ -134,3 +134,44 @@ def test_replay_of_an_unknown_code_leaves_nothing_in_redis(app: Any) -> None:
     with app.app_context():
         assert tokens.redeem_code("never-issued") is None
         assert not redis_client().exists(rkey("code-used", hash_token("never-issued")))
+
+
+def _add_credential(app: Any, account_id: str, credential_id: str) -> int:
+    from datetime import timedelta
+
+    from idp.extensions import clock, db
+    from idp.webauthn.models import WebAuthnCredential
+
+    with app.app_context():
+        now = clock().now()
+        row = WebAuthnCredential(account_id=account_id, credential_id=credential_id, public_key=b"cose",
+                                 created_at=now, expires_at=now + timedelta(days=180), activated_with_mfa=True)
+        db.session.add(row)
+        db.session.commit()
+        return row.id
+
+
+def test_password_change_or_reset_revokes_every_webauthn_credential_of_the_account_only(any_app: Any) -> None:
+    """Whoever had the password could have activated their own phone (on the app it replaces the password
+    for 6 months): a password change or reset revokes every credential of the account, audited."""
+    from sqlalchemy import select
+
+    from idp.accounts import service
+    from idp.audit import AuditEvent
+    from idp.extensions import db
+    from idp.webauthn import service as webauthn
+    from idp.webauthn.models import WebAuthnCredential
+    from tests.oidc.conftest import OTHER_NIR
+
+    marie, jean = make_person(any_app), make_person(any_app, OTHER_NIR, "jean@example.org")
+    mine = [_add_credential(any_app, marie.account_id, f"marie-{i}") for i in range(2)]
+    kept = _add_credential(any_app, jean.account_id, "jean-0")
+    with any_app.app_context():
+        assert webauthn.has_usable_credential(marie.account_id)
+        service.set_password(service.get_account(marie.account_id), NEW_PASSWORD)
+        assert not webauthn.has_usable_credential(marie.account_id)
+        assert all(db.session.get(WebAuthnCredential, pk).revoked_at is not None for pk in mine)
+        assert db.session.get(WebAuthnCredential, kept).revoked_at is None
+        assert webauthn.has_usable_credential(jean.account_id)
+        events = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "webauthn.revoked_all")).all()
+        assert [(e.account_id, e.data["count"]) for e in events] == [(marie.account_id, 2)]
