@@ -131,10 +131,10 @@ def _init_extensions(app: Flask, settings: Settings) -> None:
 def _register_areas(app: Flask, injected: dict[str, Any]) -> None:
     """Each area attaches its blueprints and services; order matters only for the dev tools."""
     # Accounts are referenced by every other area's tables: their models must be known first.
-    import idp.accounts.models
-    import idp.audit  # noqa: F401
-    from idp import accounts, home, login, mfa, notify, oidc, rfi_adapter, webauthn
+    import idp.accounts.models  # noqa: F401
+    from idp import accounts, audit, home, login, mfa, notify, oidc, rfi_adapter, webauthn
 
+    audit.init_app(app)
     rfi_adapter.init_app(app, injected.get("rfi"))
     notify.init_app(app, injected.get("sms"))
     accounts.init_app(app)

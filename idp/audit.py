@@ -2,17 +2,25 @@
 
 An event names the account by its opaque id, never by NIR; ``data`` holds only non-secret facts.
 Events outlive the account they describe (an advisor reset keeps them).
+
+:func:`record` commits at once (or leaves the commit to the caller). :func:`record_in_request` lets the
+request's next commit write the event with the rest of its work (one commit per request instead of one per
+event); whatever no commit wrote when the response leaves (a refused step, a failure, a rollback) is written
+then, in a transaction of its own (:func:`init_app`'s after-request hook): such an event is never lost.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, DateTime, Integer, String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import JSON, DateTime, Integer, String, event
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from idp.extensions import Base, clock, db
+
+if TYPE_CHECKING:
+    from flask import Flask, Response
 
 FORBIDDEN_KEYS = frozenset({"nir", "password", "code", "secret", "token", "otp"})
 
@@ -56,3 +64,63 @@ def record(event: str, *, account_id: str | None = None, client_id: str | None =
     if commit:
         db.session.commit()
     return entry
+
+
+_UNSAVED = "_audit_unsaved"
+
+
+def record_in_request(name: str, *, account_id: str | None = None, client_id: str | None = None,
+                      **data: Any) -> AuditEvent:
+    """Append an audit event to the current transaction: the request's next commit writes it, or, failing
+    that, the after-request hook does before the response leaves (never lost). Outside a request: committed."""
+    from flask import g, has_request_context
+
+    if not has_request_context():
+        return record(name, account_id=account_id, client_id=client_id, **data)
+    entry = record(name, account_id=account_id, client_id=client_id, commit=False, **data)
+    g.setdefault(_UNSAVED, []).append((entry, _row(entry)))
+    return entry
+
+
+def _row(entry: AuditEvent) -> dict[str, Any]:
+    return {"at": entry.at, "event": entry.event, "account_id": entry.account_id, "client_id": entry.client_id,
+            "ip": entry.ip, "request_id": entry.request_id, "data": dict(entry.data)}
+
+
+def _after_commit(session: Session) -> None:
+    """A commit wrote every event still in the session; the ones a rollback dropped stay to be written."""
+    from flask import g, has_request_context
+
+    if has_request_context():
+        unsaved = g.get(_UNSAVED)
+        if unsaved:
+            g.setdefault(_UNSAVED, [])[:] = [item for item in unsaved if item[0] not in session]
+
+
+def _write_unsaved(response: Response) -> Response:
+    """Write the events of :func:`record_in_request` that no commit of the request wrote."""
+    from flask import g
+
+    unsaved = g.pop(_UNSAVED, None)
+    if unsaved:
+        # What the request did not commit would be rolled back at teardown anyway: discard it now, so that
+        # only the audit events are committed here.
+        db.session.rollback()
+        db.session.add_all(AuditEvent(**row) for _entry, row in unsaved)
+        db.session.commit()
+    return response
+
+
+def init_app(app: Flask) -> None:
+    """Install the after-request hook that writes unsaved audit events, and the commit listener."""
+    app.after_request(_write_unsaved)
+    if not event.contains(db.session, "after_commit", _after_commit):
+        event.listen(db.session, "after_commit", _after_commit)
+
+
+def commit_recorded() -> None:
+    """Commit now when events of :func:`record_in_request` wait in the session (the end of a step)."""
+    from flask import g, has_request_context
+
+    if has_request_context() and g.get(_UNSAVED):
+        db.session.commit()

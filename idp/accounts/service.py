@@ -168,11 +168,12 @@ def revoke_grants(account_id: str) -> None:
     revoke_all_for_account(account_id)
 
 
-def record_login(account: Account) -> None:
-    """Count a finished login (the biometric offer starts from the 2nd one)."""
+def record_login(account: Account, *, commit: bool = True) -> None:
+    """Count a finished login (the biometric offer starts from the 2nd one); ``commit=False``: the caller commits."""
     account.login_count = (account.login_count or 0) + 1
     account.last_login_at = clock().now()
-    db.session.commit()
+    if commit:
+        db.session.commit()
 
 
 # --- creation and reset -------------------------------------------------------------------------

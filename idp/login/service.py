@@ -144,7 +144,7 @@ def identify(interaction: Interaction, nir_text: str, password: str, *, address:
         codes.discard(interaction.id)
     interaction.restart(account.id)
     interaction.complete("pwd")
-    audit.record("login_password_ok", account_id=account.id, client_id=interaction.client_id)
+    audit.record_in_request("login_password_ok", account_id=account.id, client_id=interaction.client_id)
     return StepResult(Outcome.OK, account=account)
 
 
@@ -161,7 +161,7 @@ def request_code(interaction: Interaction, account: Account) -> StepResult:
     except MailNotSent:
         return StepResult(Outcome.MAIL_FAILED)
     interaction.data["code_sent_at"] = timestamp(clock().now())
-    audit.record("code_sent", account_id=account.id, client_id=interaction.client_id)
+    audit.record_in_request("code_sent", account_id=account.id, client_id=interaction.client_id)
     return StepResult(Outcome.OK, account=account, expires_at=sent.expires_at)
 
 
@@ -200,7 +200,7 @@ def _check_code(interaction: Interaction, account: Account, code: str) -> tuple[
     if check is codes.CodeCheck.OK:
         limits.reset_failures("code", account.id)
         interaction.complete("mail")
-        audit.record("code_ok", account_id=account.id, client_id=interaction.client_id)
+        audit.record_in_request("code_ok", account_id=account.id, client_id=interaction.client_id)
         return StepResult(Outcome.OK, account=account), False
     if check is not codes.CodeCheck.WRONG:  # expired or consumed in between: no guess was checked
         limits.release_attempt("code", account.id, attempt)
@@ -225,5 +225,6 @@ def finish(interaction: Interaction, account: Account) -> None:
     interaction.auth_time = timestamp(clock().now())
     interactions.save(interaction)
     codes.discard(interaction.id)
-    accounts.record_login(account)
+    # One commit: the login counted, its audit event and the step events recorded in this request.
+    accounts.record_login(account, commit=False)
     audit.record("login_done", account_id=account.id, client_id=interaction.client_id, amr=amr, acr=acr)

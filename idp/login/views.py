@@ -10,10 +10,11 @@ import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from flask import Blueprint, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, g, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError
 
+from idp import audit
 from idp.accounts import service as accounts
 from idp.clock import paris_display
 from idp.errors import IdpError, TooManyRequests, render_error
@@ -79,10 +80,18 @@ def _live() -> Interaction:
     return found
 
 
-def _account(interaction: Interaction) -> Account:
+def _held_account(interaction: Interaction) -> Account | None:
+    """The interaction's account, held for the rest of the request: the session's identity map keeps only
+    weak references, so without it every look-up (views, policy) would load the row again."""
     from idp.accounts.models import Account
 
     account = db.session.get(Account, interaction.account_id) if interaction.account_id else None
+    g.login_account = account
+    return account
+
+
+def _account(interaction: Interaction) -> Account:
+    account = _held_account(interaction)
     if account is None:
         raise InteractionExpired(detail="interaction without account")
     return account
@@ -104,6 +113,7 @@ def _advance(interaction: Interaction, *, send_code: bool) -> Response:
     if step == "offer":
         interaction.data["offer_shown"] = True
         interactions.save(interaction)
+        audit.commit_recorded()
         return redirect(url_for("webauthn.offer"), 303)
     if step == "code" and send_code and account is not None and not interaction.data.get("code_sent_at"):
         result = service.request_code(interaction, account)  # a failure (quota, SMTP) is shown by the code page
@@ -111,12 +121,13 @@ def _advance(interaction: Interaction, *, send_code: bool) -> Response:
         # there, so it is remembered here lest the page claim that a code "va vous être envoyé".
         interaction.data["code_not_sent"] = result.outcome is Outcome.MAIL_FAILED
     interactions.save(interaction)
+    audit.commit_recorded()  # the step's audit events, in one transaction
     return redirect(url_for(STEP_ENDPOINTS[step]), 303)
 
 
 def _on_step(interaction: Interaction, step: str) -> Response | None:
     """A redirect to the right page when the policy says another step comes now."""
-    expected = policy.next_step(interaction)
+    expected = policy.next_step(interaction, _held_account(interaction))
     return None if expected == step else _advance(interaction, send_code=False)
 
 
@@ -273,7 +284,8 @@ def email(interaction: Interaction) -> ResponseReturnValue:
             return redirect(url_for("login.email"), 303)
         elif pending and accounts.confirm_email(account, pending, request.form.get("code", "").strip()[:16]):
             interaction.data.pop("email_pending", None)
-            interaction.complete("mail")  # the code proved the mailbox, like a security code does
+            # Binding a mailbox is not a second factor: whoever has only the password could bind their own.
+            # The login goes on to the usual security code, sent to the address just validated.
             db.session.refresh(account)
             return _advance(interaction, send_code=True)
         else:

@@ -198,7 +198,10 @@ def register_failure(kind: str, account_id: str) -> LockStatus:
 
 def lock_status(kind: str, account_id: str) -> LockStatus:
     """Whether ``kind`` is locked now for the account (read only)."""
-    raw = redis_client().hmget(_failure_key(kind, account_id), ["count", "lock_until"])
+    return _status(redis_client().hmget(_failure_key(kind, account_id), ["count", "lock_until"]))
+
+
+def _status(raw: list[bytes | str | None]) -> LockStatus:
     count = int(raw[0] or 0)
     until = int(raw[1] or 0)
     if until > timestamp(clock().now()):
@@ -208,7 +211,10 @@ def lock_status(kind: str, account_id: str) -> LockStatus:
 
 def account_lock(account_id: str) -> LockStatus:
     """The account's lock, whichever counter (password or code) set it; the latest end wins."""
-    statuses = [lock_status(kind, account_id) for kind in ("pwd", "code")]
+    pipe = redis_client().pipeline(transaction=False)  # two reads, one round trip
+    for kind in ("pwd", "code"):
+        pipe.hmget(_failure_key(kind, account_id), ["count", "lock_until"])
+    statuses = [_status(raw) for raw in pipe.execute()]
     locked = [st for st in statuses if st.locked]
     if not locked:
         return LockStatus(False, 0, None)
