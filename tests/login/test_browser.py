@@ -109,7 +109,11 @@ def test_case1_no_validated_email_enter_and_validate_it(live, tab, mailbox):
     tab.wait_for_load_state()
     assert_accessible(tab)
     tab.get_by_label("Code à 6 chiffres").fill(mailbox.code(EMAIL))
+    mailbox.clear()
     tab.get_by_role("button", name="Valider mon adresse e-mail").click()
+    # Seed case 1: the address validated, the security code is sent there (validation is not a factor).
+    tab.wait_for_url("**/connexion/code")
+    enter_code(tab, mailbox.code(EMAIL))
     tab.wait_for_url("**/authorize/resume")
 
 

@@ -202,20 +202,43 @@ def test_quota_is_a_sliding_hour(web, mailbox, clock):
     assert "nombre maximum" in t(post_resend(client))
 
 
-def test_no_validated_email_asks_for_one_first(any_app, mailbox):
+def test_no_validated_email_asks_for_one_first_then_the_security_code_sent_there(any_app, mailbox):
+    """Seed case 1: the person enters and validates an e-mail, then receives the security code. Validating
+    the address is not the second factor (whoever has only the password could bind their own mailbox)."""
     make_account(any_app, email=None, validated=False)
     client = any_app.test_client()
     bind(client, new_interaction(any_app))
     assert post_identify(client).headers["Location"] == "/connexion/email"
     page = client.get("/connexion/email")
     client.post("/connexion/email", data={"csrf_token": csrf_from(page.data), "action": "send", "email": EMAIL})
-    code = mailbox.code(EMAIL)
+    validation = mailbox.code(EMAIL)
     page = client.get("/connexion/email")
     assert "a***@g***.com" in t(page)
+    mailbox.clear()
     response = client.post("/connexion/email", data={"csrf_token": csrf_from(page.data), "action": "confirm",
-                                                     "code": code})
+                                                     "code": validation})
+    assert response.status_code == 303 and response.headers["Location"] == "/connexion/code"
+    assert _interaction(any_app, client).amr == ["pwd"]
+    assert "code de sécurité" in mailbox.last(EMAIL)["subject"]
+    response = post_code(client, mailbox.code(EMAIL))
     assert response.status_code == 303 and response.headers["Location"] == "/authorize/resume"
     assert _interaction(any_app, client).amr == ["pwd", "mail", "mfa"]
+
+
+def test_validating_a_new_email_is_not_the_second_factor(any_app, mailbox):
+    """Only the password and a mailbox of one's own: the login still stops at the security code."""
+    make_account(any_app, email=None, validated=False)
+    client = any_app.test_client()
+    bind(client, new_interaction(any_app))
+    post_identify(client)
+    page = client.get("/connexion/email")
+    client.post("/connexion/email", data={"csrf_token": csrf_from(page.data), "action": "send", "email": EMAIL})
+    page = client.get("/connexion/email")
+    client.post("/connexion/email", data={"csrf_token": csrf_from(page.data), "action": "confirm",
+                                          "code": mailbox.code(EMAIL)})
+    interaction = _interaction(any_app, client)
+    assert "mail" not in interaction.amr and interaction.step != "done"
+    assert client.get("/authorize/resume").headers["Location"].endswith("/connexion")
 
 
 def test_trusted_browser_skips_the_code_for_six_months_only_for_its_account(web, mailbox, clock):
