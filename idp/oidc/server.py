@@ -140,7 +140,8 @@ class IdpAuthorizationCodeGrant(grants.AuthorizationCodeGrant):
                         extra={"client_id": authorization_code.client_id})
 
     def authenticate_user(self, authorization_code: tokens.AuthorizationCode) -> tokens.EndUser | None:
-        """The account the code was issued to, if it still exists."""
+        """The account the code was issued to, if it is still active and the login is not older than its
+        password (a code waiting in Redis when the password changed is refused: invalid_grant)."""
         return _existing(authorization_code.end_user())
 
 
@@ -163,6 +164,11 @@ class IdpRefreshTokenGrant(grants.RefreshTokenGrant):
             return None
         if clock().now() >= claimed.expires_at:  # past the family's absolute life: give the claim back
             db.session.rollback()
+            return None
+        if tokens.predates_password(claimed.auth.get("auth_time"), claimed.password_changed_at):
+            # A successor inserted by a refresh in flight while the password changed escaped the revocation.
+            db.session.rollback()
+            log.warning("refresh token older than the password refused", extra={"client_id": client.client_id})
             return None
         g.oidc_refresh_family = claimed
         return claimed
@@ -196,9 +202,12 @@ def _existing(user: tokens.EndUser) -> tokens.EndUser | None:
 
     from idp.accounts.models import Account
 
-    status = db.session.execute(select(Account.__table__.c.status)
-                                .where(Account.__table__.c.id == user.account_id)).scalar()
-    return user if _is_active(status) else None
+    table = Account.__table__.c
+    row = db.session.execute(select(table.status, table.password_changed_at)
+                             .where(table.id == user.account_id)).first()
+    if row is None or not _is_active(row.status) or tokens.predates_password(user.auth_time, row.password_changed_at):
+        return None
+    return user
 
 
 # --- client authentication: private_key_jwt (RFC 7523 §2.2, OIDC Core §9) --------------------

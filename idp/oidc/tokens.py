@@ -299,6 +299,7 @@ class ClaimedRefreshToken:
     auth: dict[str, Any]
     expires_at: datetime
     account_status: str
+    password_changed_at: datetime | None = None  # the owner's (aware): grants older than it are refused
 
     def check_client(self, client: Client) -> bool:
         """Bound to the client it was issued to."""
@@ -312,21 +313,22 @@ class ClaimedRefreshToken:
 @cache
 def _claim_statement() -> Any:
     """``UPDATE oidc_refresh_tokens SET rotated_at = :now WHERE token_hash = :h AND client_id = :c AND
-    rotated_at IS NULL AND NOT revoked RETURNING ..., (SELECT status FROM accounts WHERE id = account_id)``
-    (built once; the owner's status comes back with the claim, a correlated subquery because SQLite's
-    RETURNING cannot name the tables of an UPDATE ... FROM)."""
+    rotated_at IS NULL AND NOT revoked RETURNING ..., (SELECT status FROM accounts WHERE id = account_id), (SELECT
+    password_changed_at ...)`` (built once; the owner's status and password change come back with the claim,
+    correlated subqueries because SQLite's RETURNING cannot name the tables of an UPDATE ... FROM)."""
     from idp.accounts.models import Account
 
     rt, owner = _REFRESH, cast("Table", Account.__table__).alias("owner")
     # Spelled out: SQLite's compiler leaves the columns of a RETURNING clause unqualified, subquery included.
     correlation = literal_column("owner.id") == literal_column(f"{rt.name}.account_id")
     status = select(owner.c.status).where(correlation).scalar_subquery()
+    changed = select(owner.c.password_changed_at).where(correlation).scalar_subquery()
     return (update(rt)
             .where(rt.c.token_hash == bindparam("h"), rt.c.client_id == bindparam("c"), rt.c.rotated_at.is_(None),
                    rt.c.revoked.is_(False))
             .values(rotated_at=bindparam("now"))
             .returning(rt.c.id, rt.c.family_id, rt.c.client_id, rt.c.account_id, rt.c.scope, rt.c.auth,
-                       rt.c.expires_at, status.label("account_status")))
+                       rt.c.expires_at, status.label("account_status"), changed.label("password_changed_at")))
 
 
 def claim_refresh_token(token: str, client_id: str) -> ClaimedRefreshToken | None:
@@ -346,7 +348,8 @@ def claim_refresh_token(token: str, client_id: str) -> ClaimedRefreshToken | Non
         return None
     return ClaimedRefreshToken(id=row.id, family_id=row.family_id, client_id=row.client_id,
                                account_id=row.account_id, scope=row.scope, auth=dict(row.auth),
-                               expires_at=aware(row.expires_at) or row.expires_at, account_status=row.account_status)
+                               expires_at=aware(row.expires_at) or row.expires_at, account_status=row.account_status,
+                               password_changed_at=aware(row.password_changed_at))
 
 
 def reused_family(token: str, client_id: str) -> str | None:
@@ -420,6 +423,14 @@ def revoke_all_for_account(account_id: str) -> int:
         redis_client().delete(*(rkey("at", d) for d in digests))
         redis_client().srem(index, *digests)
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def predates_password(auth_time: int | None, password_changed_at: datetime | None) -> bool:
+    """True when a grant's authentication happened before the account's last password change: it must not
+    be honoured (a refresh or a code exchange in flight when the password changed may have escaped
+    :func:`revoke_all_for_account`). ``password_changed_at`` may be naive (SQLite): read as UTC."""
+    changed = aware(password_changed_at)
+    return changed is not None and auth_time is not None and int(auth_time) < timestamp(changed)
 
 
 def new_opaque_token() -> str:

@@ -175,3 +175,45 @@ def test_password_change_or_reset_revokes_every_webauthn_credential_of_the_accou
         assert webauthn.has_usable_credential(jean.account_id)
         events = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "webauthn.revoked_all")).all()
         assert [(e.account_id, e.data["count"]) for e in events] == [(marie.account_id, 2)]
+
+
+def _password_changed_without_revocation(app: Any, account_id: str) -> None:
+    """What a revocation racing a refresh in flight (or a code waiting in Redis) leaves: the password changed,
+    the grant still there."""
+    from idp.accounts.models import Account
+    from idp.extensions import clock, db
+
+    with app.app_context():
+        db.session.get(Account, account_id).password_changed_at = clock().now()
+        db.session.commit()
+
+
+def test_refresh_of_a_grant_older_than_the_password_is_invalid_grant(any_app: Any, clock: Any) -> None:
+    person, rp = make_person(any_app), make_rp(any_app)
+    issued = _tokens(any_app, person, rp)
+    clock.advance(seconds=30)
+    _password_changed_without_revocation(any_app, person.account_id)
+    client = any_app.test_client()
+    refreshed = token_request(client, rp, {"grant_type": "refresh_token", "refresh_token": issued["refresh_token"]})
+    assert refreshed.status_code == 400 and refreshed.json["error"] == "invalid_grant"
+
+
+def test_code_from_a_login_older_than_the_password_is_invalid_grant(any_app: Any, clock: Any) -> None:
+    person, rp = make_person(any_app), make_rp(any_app)
+    browser = any_app.test_client()
+    f = flow(rp)
+    code = login(any_app, browser, person, f)["code"]
+    clock.advance(seconds=30)
+    _password_changed_without_revocation(any_app, person.account_id)
+    response = redeem(browser, rp, code, f)
+    assert response.status_code == 400 and response.json["error"] == "invalid_grant"
+
+
+def test_grants_from_a_login_after_the_password_change_are_honoured(any_app: Any, clock: Any) -> None:
+    person, rp = make_person(any_app), make_rp(any_app)
+    _password_changed_without_revocation(any_app, person.account_id)
+    clock.advance(seconds=1)
+    issued = _tokens(any_app, person, rp)
+    refreshed = token_request(any_app.test_client(), rp,
+                              {"grant_type": "refresh_token", "refresh_token": issued["refresh_token"]})
+    assert refreshed.status_code == 200, refreshed.json
