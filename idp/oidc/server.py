@@ -125,8 +125,9 @@ class IdpAuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             expires_at=timestamp(clock().now()) + code_ttl(client), user=user.auth()))
 
     def query_authorization_code(self, code: str, client: Client) -> tokens.AuthorizationCode | None:
-        """Take the code (atomic) and check it was issued to this client."""
-        record = tokens.redeem_code(code)
+        """Take the code if it was issued to this client (checked in the atomic step: another client's
+        presentation neither burns the code nor revokes what it issued)."""
+        record = tokens.redeem_code(code, client.client_id)
         if record is None or record.client_id != client.client_id:
             return None
         self._code = code

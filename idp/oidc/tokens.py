@@ -5,7 +5,9 @@
   hash) that remembers what they issued, so that a replayed code revokes those tokens (RFC 6749
   §4.1.2). A replay that arrives while the first exchange is still running sets ``replayed`` in the
   marker; the first exchange, recording what it issued, finds the flag and revokes at once (both
-  steps are single Lua scripts, so one of them always sees the other).
+  steps are single Lua scripts, so one of them always sees the other). The code's client is checked
+  inside the taking step: another client's code is left untouched (no marker), and only the client the
+  code was issued to can flag a replay.
 - Access tokens are opaque, kept in Redis under their hash with their expiry (decided by the app
   clock, the TTL only cleans up), and indexed by refresh family and by account for revocation
   (password change or reset revokes every token of the account).
@@ -115,10 +117,13 @@ def save_code(code: str, record: AuthorizationCode) -> None:
     redis_client().set(rkey("code", hash_token(code)), json.dumps(asdict(record)), ex=ttl)
 
 
-# Replay of a used code: flag the marker (only if it exists: junk codes create nothing) and return
-# what the first exchange recorded so far.
+# Replay of a used code by the client it was issued to: flag the marker (only if it exists: junk codes
+# create nothing; another client's presentation changes nothing) and return what the first exchange
+# recorded so far. A marker without ``client`` (written before the client was recorded) counts as a match.
 _FLAG_REPLAY = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local owner = redis.call('HGET', KEYS[1], 'client')
+if owner and owner ~= ARGV[1] then return false end
 redis.call('HSET', KEYS[1], 'replayed', '1')
 return redis.call('HGETALL', KEYS[1])
 """
@@ -130,24 +135,32 @@ return redis.call('HGET', KEYS[1], 'replayed')
 """
 
 
-# Take a code and leave its "used" marker in the same atomic step (one round trip), so that a replay is
-# always recognised, even if the process dies right after.
+# Take a code issued to the client ARGV[2] and leave its "used" marker (with that client) in the same atomic
+# step (one round trip), so that a replay is always recognised, even if the process dies right after.
+# Another client's code is left as it is and 0 is returned (it cannot burn a code it does not own).
 _TAKE_CODE = """
 local raw = redis.call('GET', KEYS[1])
 if not raw then return false end
+local ok, record = pcall(cjson.decode, raw)
+if not ok or type(record) ~= 'table' or record['client_id'] ~= ARGV[2] then return 0 end
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[2], 'used', '1')
+redis.call('HSET', KEYS[2], 'used', '1', 'client', ARGV[2])
 redis.call('EXPIRE', KEYS[2], ARGV[1])
 return raw
 """
 
 
-def redeem_code(code: str) -> AuthorizationCode | None:
-    """Take the code (atomic get-and-delete); a second redemption revokes what the first one issued."""
+def redeem_code(code: str, client_id: str) -> AuthorizationCode | None:
+    """Take the code if it was issued to ``client_id`` (atomic get-check-and-delete); a second redemption
+    by that client revokes what the first one issued. Another client's presentation of a live or used code
+    changes nothing (no code burnt, no revocation)."""
     digest = hash_token(code)
-    raw = _script(_TAKE_CODE)(keys=[rkey("code", digest), rkey("code-used", digest)], args=[USED_CODE_TTL])
+    raw = _script(_TAKE_CODE)(keys=[rkey("code", digest), rkey("code-used", digest)],
+                              args=[USED_CODE_TTL, client_id])
+    if isinstance(raw, int):  # another client's code, left untouched
+        return None
     if raw is None:
-        revoke_code_issue(digest)
+        revoke_code_issue(digest, client_id)
         return None
     record = AuthorizationCode(**json.loads(raw))
     if timestamp(clock().now()) >= record.expires_at:
@@ -168,10 +181,11 @@ def remember_code_issue(code: str, access_token: str, family_id: str | None) -> 
     return True
 
 
-def revoke_code_issue(code_digest: str) -> bool:
-    """A replayed code: flag it and revoke the access token and the refresh family it issued (a first
-    exchange still running revokes them itself when it records them); True if the code was known."""
-    reply = _script(_FLAG_REPLAY)(keys=[rkey("code-used", code_digest)], args=[])
+def revoke_code_issue(code_digest: str, client_id: str) -> bool:
+    """A code replayed by the client it was issued to: flag it and revoke the access token and the refresh
+    family it issued (a first exchange still running revokes them itself when it records them); True if
+    the code was known (and that client's)."""
+    reply = _script(_FLAG_REPLAY)(keys=[rkey("code-used", code_digest)], args=[client_id])
     if not reply:
         return False
     items = [v.decode() if isinstance(v, bytes) else str(v) for v in reply]

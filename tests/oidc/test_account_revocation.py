@@ -97,9 +97,9 @@ def test_code_replayed_while_the_first_exchange_runs_revokes_what_it_then_issues
     f = flow(rp)
     code = login(any_app, browser, person, f)["code"]
     with any_app.app_context():
-        record = tokens.redeem_code(code)  # first exchange takes the code...
+        record = tokens.redeem_code(code, rp.client_id)  # first exchange takes the code...
         assert record is not None
-        assert tokens.redeem_code(code) is None  # ...a replay arrives before it saved anything
+        assert tokens.redeem_code(code, rp.client_id) is None  # ...a replay arrives before it saved anything
         client = get_client(rp.client_id)
         user = record.end_user()
         family = tokens.issue_refresh_token("rt-value-123456", client=client, scope=record.scope, user=user,
@@ -121,7 +121,7 @@ def test_code_exchange_without_replay_keeps_its_tokens(any_app: Any) -> None:
     f = flow(rp)
     code = login(any_app, browser, person, f)["code"]
     with any_app.app_context():
-        record = tokens.redeem_code(code)
+        record = tokens.redeem_code(code, rp.client_id)
         assert record is not None
         assert tokens.remember_code_issue(code, "at-value-654321", None) is False
 
@@ -132,7 +132,7 @@ def test_replay_of_an_unknown_code_leaves_nothing_in_redis(app: Any) -> None:
     from idp.oidc import tokens
 
     with app.app_context():
-        assert tokens.redeem_code("never-issued") is None
+        assert tokens.redeem_code("never-issued", "any-client") is None
         assert not redis_client().exists(rkey("code-used", hash_token("never-issued")))
 
 

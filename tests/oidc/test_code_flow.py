@@ -83,6 +83,24 @@ def test_code_of_another_client_is_refused(app: Any, client: Any, person: Any, w
     assert redeem(client, other, code, f).json["error"] == "invalid_grant"
 
 
+def test_another_clients_presentation_neither_burns_a_fresh_code_nor_revokes_a_used_one(
+        any_app: Any) -> None:
+    """The client is checked in the atomic take: a wrong client leaves the code and sets no marker; only the
+    client the code was issued to can trigger the replay revocation."""
+    person, rp, other = make_person(any_app), make_rp(any_app, "web"), make_rp(any_app, "web")
+    client = any_app.test_client()
+    f = flow(rp)
+    code = login(any_app, client, person, f)["code"]
+    assert redeem(client, other, code, f).json["error"] == "invalid_grant"
+    first = redeem(client, rp, code, f)
+    assert first.status_code == 200, first.json
+    bearer = {"Authorization": f"Bearer {first.json['access_token']}"}
+    assert redeem(client, other, code, f).json["error"] == "invalid_grant"
+    assert client.get("/userinfo", headers=bearer).status_code == 200, "another client's replay revokes nothing"
+    assert redeem(client, rp, code, f).json["error"] == "invalid_grant"
+    assert client.get("/userinfo", headers=bearer).status_code == 401, "the owner's replay revokes"
+
+
 @pytest.mark.parametrize("params", [
     {"client_id": "inconnu"},
     {"redirect_uri": "https://evil.example/callback"},
