@@ -39,13 +39,13 @@ def scope_claims(scope: str) -> set[str]:
 def requested_claims(scope: str, claims_request: dict[str, Any] | None, member: str, client: Client) -> set[str]:
     """Claim names asked for by the scopes (userinfo only) and by the ``claims`` parameter member.
 
-    The ``claims`` parameter can only narrow what the client may have: a claim outside the scopes the
-    client is registered for is ignored (it would otherwise reach, e.g., the pivot identity without
-    the ``identite_pivot`` scope)."""
+    The ``claims`` parameter can only narrow what the grant gives: a claim outside the scopes granted in
+    this request (``scope``), or outside those the client is registered for, is ignored (it would
+    otherwise reach, e.g., the pivot identity without the ``identite_pivot`` scope being granted)."""
     names: set[str] = scope_claims(scope) if member == "userinfo" else set()
     wanted = (claims_request or {}).get(member) or {}
     if isinstance(wanted, dict):
-        allowed = scope_claims(client.scope or "")
+        allowed = scope_claims(scope) & scope_claims(client.scope or "")
         names.update(n for n in wanted if n in SUPPORTED_CLAIMS and n in allowed)
     return names
 

@@ -182,12 +182,27 @@ def test_claims_parameter_adds_claims_to_id_token_and_userinfo(app: Any, client:
                                                                web_rp: Any) -> None:
     requested = json.dumps({"id_token": {"given_name": {"essential": True}, "birthdate": None},
                             "userinfo": {"gender": None, "birthcountry": None}})
-    f = flow(web_rp, scope="openid", claims=requested)
+    f = flow(web_rp, scope="openid profile birth", claims=requested)
     tokens = redeem(client, web_rp, login(app, client, person, f)["code"], f).json
     claims = decode_id_token(app, tokens["id_token"])
     assert claims["given_name"] == "Marie Claire" and claims["birthdate"] == "1985-03-12"
+    assert "gender" not in claims and "email" not in claims
     info = client.get("/userinfo", headers={"Authorization": f"Bearer {tokens['access_token']}"}).json
-    assert info == {"sub": claims["sub"], "gender": "female", "birthcountry": "99100"}
+    assert info["gender"] == "female" and info["birthcountry"] == "99100" and "email" not in info
+
+
+def test_claims_parameter_cannot_reach_claims_outside_the_scopes_granted_in_this_request(
+        app: Any, client: Any, person: Any, web_rp: Any) -> None:
+    """The client is registered for every scope, but this request was granted ``openid email`` only."""
+    requested = json.dumps({"id_token": {"given_name": {"essential": True}, "birthdate": None, "email": None},
+                            "userinfo": {"gender": None, "birthcountry": None, "family_name": None}})
+    f = flow(web_rp, scope="openid email", claims=requested)
+    tokens = redeem(client, web_rp, login(app, client, person, f)["code"], f).json
+    claims = decode_id_token(app, tokens["id_token"])
+    assert claims["email"] == "marie.dupont@example.org"
+    assert not {"given_name", "birthdate"} & set(claims)
+    info = client.get("/userinfo", headers={"Authorization": f"Bearer {tokens['access_token']}"}).json
+    assert info == {"sub": claims["sub"], "email": "marie.dupont@example.org", "email_verified": True}
 
 
 def test_claims_parameter_cannot_reach_claims_outside_the_clients_allowed_scopes(app: Any, client: Any,
