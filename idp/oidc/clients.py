@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from flask import current_app, has_app_context
 from sqlalchemy import event, select
+from sqlalchemy.orm import Session, object_session
 
 from idp.crypto import hash_token, new_token
 from idp.extensions import clock, db, settings
@@ -123,13 +124,30 @@ def forget_cached_client(client_id: str) -> None:
         _client_cache().pop(client_id, None)
 
 
+_WRITTEN = "idp.oidc.clients.written"  # session.info key: client ids flushed in the current transaction
+
+
 @event.listens_for(Client, "after_insert")
 @event.listens_for(Client, "after_update")
 @event.listens_for(Client, "after_delete")
 def _client_written(_mapper: Any, _connection: Any, target: Client) -> None:
-    """A client written through the ORM in this process is re-read at its next look-up."""
+    """A client written through the ORM in this process is re-read at its next look-up: forgotten at the
+    flush, and again when its transaction ends (commit or rollback), since between the two another thread
+    (or this session, seeing its own flush) may have cached a row that is no longer the committed one."""
     if has_app_context():
         forget_cached_client(target.client_id)
+        session = object_session(target)
+        if session is not None:
+            session.info.setdefault(_WRITTEN, set()).add(target.client_id)
+
+
+@event.listens_for(Session, "after_commit")
+@event.listens_for(Session, "after_rollback")
+def _transaction_ended(session: Session) -> None:
+    written = session.info.pop(_WRITTEN, None)
+    if written and has_app_context():
+        for client_id in written:
+            forget_cached_client(client_id)
 
 
 def code_ttl(client: Client) -> int:

@@ -222,3 +222,27 @@ def test_client_records_are_cached_briefly_and_orm_changes_are_seen_at_once(app:
         db.session.delete(db.session.get(Client, rp.client_id))
         db.session.commit()
         assert clients.get_client(rp.client_id) is None
+
+
+def test_client_cache_is_cleared_again_when_the_transaction_that_changed_the_client_ends(app: Any) -> None:
+    """Between the flush and the commit another thread may cache the old row (or this session its own
+    uncommitted one): the cache is cleared after the commit, and after a rollback."""
+    import time
+
+    from idp.extensions import db
+    from idp.oidc import clients
+    from idp.oidc.models import Client
+
+    rp = make_rp(app, "web")
+    with app.app_context():
+        old = {k: v for k, v in clients.get_client(rp.client_id).__dict__.items() if k in clients._COLUMNS}
+        db.session.get(Client, rp.client_id).name = "Renamed"
+        db.session.flush()
+        clients._client_cache()[rp.client_id] = (time.monotonic(), old)  # another thread re-caches the old row
+        db.session.commit()
+        assert clients.get_client(rp.client_id).name == "Renamed"
+        db.session.get(Client, rp.client_id).name = "Never committed"
+        db.session.flush()
+        assert clients.get_client(rp.client_id).name == "Never committed"  # this session sees its own flush
+        db.session.rollback()
+        assert clients.get_client(rp.client_id).name == "Renamed"
