@@ -285,9 +285,9 @@ def _save_token(token: dict[str, Any], request: OAuth2Request) -> None:
                                                     lifetime=refresh_token_ttl(client))
     tokens.store_access_token(token["access_token"], client=client, scope=token.get("scope", ""), user=user,
                               expires_in=int(token["expires_in"]), family_id=new_family_id)
-    # One commit for the rotation claim and the successor, after Redis took the access token: a failure
-    # (Redis or database down, worker killed) before it leaves the old refresh token usable.
-    db.session.commit()
+    # Not committed here: the /token view commits the rotation claim and the successor once, after the whole
+    # response (ID token included) was built, and after Redis took the access token. A failure before (Redis
+    # or database down, ID token claims or keys, worker killed) leaves the old refresh token usable.
     request.issued = (token["access_token"], new_family_id)
 
 

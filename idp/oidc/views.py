@@ -19,7 +19,7 @@ from wtforms import ValidationError
 
 from idp.clock import timestamp
 from idp.errors import BadRequest
-from idp.extensions import clock, settings
+from idp.extensions import clock, db, settings
 from idp.login import interaction as interaction_cookie
 from idp.login import sessions as session_module
 from idp.login.interaction import Interaction, interactions
@@ -239,8 +239,17 @@ def jwks() -> ResponseReturnValue:
 
 @api_bp.post("/token")
 def token() -> ResponseReturnValue:
-    """RFC 6749 §3.2: code and refresh_token grants."""
-    return _no_store(current_server().create_token_response())
+    """RFC 6749 §3.2: code and refresh_token grants.
+
+    One commit (refresh rotation claim + successor, or the code's new family) once Authlib built the whole
+    response, ID token included: if that fails, the old refresh token stays usable and the client's retry
+    is not taken for a reuse. A refusal rolls back what the grant left pending."""
+    response = current_server().create_token_response()
+    if response.status_code == 200:
+        db.session.commit()
+    else:
+        db.session.rollback()
+    return _no_store(response)
 
 
 @api_bp.route("/userinfo", methods=["GET", "POST"])

@@ -246,3 +246,30 @@ def test_client_cache_is_cleared_again_when_the_transaction_that_changed_the_cli
         assert clients.get_client(rp.client_id).name == "Never committed"  # this session sees its own flush
         db.session.rollback()
         assert clients.get_client(rp.client_id).name == "Renamed"
+
+
+def test_a_refresh_whose_id_token_cannot_be_built_leaves_the_old_refresh_token_usable(
+        any_app: Any, monkeypatch: Any) -> None:
+    """The rotation is committed only once the whole response (ID token claims from the RFI included) is
+    built: the RFI down at that moment gives a 503, and the client's retry with the same token succeeds
+    (no false reuse that would revoke the family)."""
+    import json
+
+    from idp.oidc import claims
+    from idp.rfi_adapter.base import RegistryUnavailable
+
+    person, rp = make_person(any_app), make_rp(any_app, "web")
+    client = any_app.test_client()
+    f = flow(rp, claims=json.dumps({"id_token": {"given_name": None}}))
+    issued = redeem(client, rp, login(any_app, client, person, f)["code"], f).json
+
+    def rfi_down(*_args: Any, **_kwargs: Any) -> Any:
+        raise RegistryUnavailable(detail="RFI down (test)")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(claims, "identity_claims", rfi_down)
+        failed = token_request(client, rp, {"grant_type": "refresh_token", "refresh_token": issued["refresh_token"]})
+        assert failed.status_code == 503
+    retry = token_request(client, rp, {"grant_type": "refresh_token", "refresh_token": issued["refresh_token"]})
+    assert retry.status_code == 200, retry.json
+    assert client.get("/userinfo", headers={"Authorization": f"Bearer {retry.json['access_token']}"}).status_code == 200
