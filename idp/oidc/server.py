@@ -131,6 +131,7 @@ class IdpAuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         if record is None or record.client_id != client.client_id:
             return None
         self._code = code
+        g.oidc_taken_code = (code, record)  # given back by the /token view if an outage stops the exchange
         return record
 
     def delete_authorization_code(self, authorization_code: tokens.AuthorizationCode) -> None:
@@ -283,6 +284,7 @@ def _save_token(token: dict[str, Any], request: OAuth2Request) -> None:
         new_family_id = tokens.insert_refresh_token(token["refresh_token"], client=client,
                                                     scope=token.get("scope", ""), user=user, family=family,
                                                     lifetime=refresh_token_ttl(client))
+    g.oidc_issued_access = token["access_token"]  # withdrawn by the /token view if the response fails
     tokens.store_access_token(token["access_token"], client=client, scope=token.get("scope", ""), user=user,
                               expires_in=int(token["expires_in"]), family_id=new_family_id)
     # Not committed here: the /token view commits the rotation claim and the successor once, after the whole

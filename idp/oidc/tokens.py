@@ -168,6 +168,32 @@ def redeem_code(code: str, client_id: str) -> AuthorizationCode | None:
     return record
 
 
+# Give a taken code back (its exchange failed on a dependency outage before anything was delivered), unless
+# it was replayed meanwhile: then it stays consumed and the replay revocation stands.
+_GIVE_BACK_CODE = """
+if redis.call('HGET', KEYS[2], 'replayed') then return 0 end
+redis.call('DEL', KEYS[2])
+redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2]))
+return 1
+"""
+
+
+def give_back_code(code: str, record: AuthorizationCode) -> bool:
+    """Put a redeemed code back for its remaining life (the token request failed on an outage, so the RP
+    received nothing and may retry); False when it was replayed meanwhile or has expired."""
+    remaining = record.expires_at - timestamp(clock().now())
+    if remaining <= 0:
+        return False
+    digest = hash_token(code)
+    return bool(_script(_GIVE_BACK_CODE)(keys=[rkey("code", digest), rkey("code-used", digest)],
+                                         args=[json.dumps(asdict(record)), remaining + 60]))
+
+
+def forget_access_token(access_token: str) -> None:
+    """Withdraw an access token whose response was never delivered."""
+    redis_client().delete(rkey("at", hash_token(access_token)))
+
+
 def remember_code_issue(code: str, access_token: str, family_id: str | None) -> bool:
     """Remember what a redeemed code issued; if the code was replayed meanwhile, revoke it now.
 

@@ -8,6 +8,7 @@ Blueprints: ``oidc`` (pages people's browsers reach: /authorize, /authorize/resu
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from authlib.oauth2 import OAuth2Error
@@ -26,10 +27,12 @@ from idp.login.interaction import Interaction, interactions
 from idp.login.policy import authentication_context
 from idp.login.sessions import BrowserSession, sessions
 from idp.oidc import authorize as authz
-from idp.oidc import claims, discovery, keys
+from idp.oidc import claims, discovery, keys, tokens
 from idp.oidc.clients import get_client
 from idp.oidc.server import add_issuer, current_server
 from idp.oidc.tokens import EndUser
+
+log = logging.getLogger(__name__)
 
 oidc_bp = Blueprint("oidc", __name__)
 api_bp = Blueprint("oidc_api", __name__)
@@ -244,12 +247,33 @@ def token() -> ResponseReturnValue:
     One commit (refresh rotation claim + successor, or the code's new family) once Authlib built the whole
     response, ID token included: if that fails, the old refresh token stays usable and the client's retry
     is not taken for a reuse. A refusal rolls back what the grant left pending."""
-    response = current_server().create_token_response()
-    if response.status_code == 200:
+    try:
+        response = current_server().create_token_response()
+        if response.status_code != 200:
+            db.session.rollback()
+            _withdraw_undelivered(give_back_code=False)
+            return _no_store(response)
         db.session.commit()
-    else:
+    except Exception:
+        # An outage (database, Redis, registry) stopped the exchange: the RP receives a 503 and nothing
+        # else, so what was prepared is withdrawn and a taken code is given back for the RP's retry.
         db.session.rollback()
+        _withdraw_undelivered(give_back_code=True)
+        raise
     return _no_store(response)
+
+
+def _withdraw_undelivered(*, give_back_code: bool) -> None:
+    """Undo what a failed token request prepared in Redis (best effort: Redis itself may be the outage)."""
+    try:
+        access_token = g.pop("oidc_issued_access", None)
+        if access_token:
+            tokens.forget_access_token(access_token)
+        taken = g.pop("oidc_taken_code", None)
+        if give_back_code and taken is not None:
+            tokens.give_back_code(*taken)
+    except Exception:  # never hide the original failure behind a second one
+        log.warning("could not withdraw an undelivered token response", exc_info=True)
 
 
 @api_bp.route("/userinfo", methods=["GET", "POST"])

@@ -273,3 +273,45 @@ def test_a_refresh_whose_id_token_cannot_be_built_leaves_the_old_refresh_token_u
     retry = token_request(client, rp, {"grant_type": "refresh_token", "refresh_token": issued["refresh_token"]})
     assert retry.status_code == 200, retry.json
     assert client.get("/userinfo", headers={"Authorization": f"Bearer {retry.json['access_token']}"}).status_code == 200
+
+
+def test_a_code_exchange_stopped_by_an_outage_gives_the_code_back_and_withdraws_its_access_token(
+        app: Any, client: Any, person: Any, web_rp: Any, monkeypatch: Any) -> None:
+    """The database fails after the code was taken and the access token stored: the RP gets a 503, the access
+    token prepared for it is withdrawn, and the same code works once the database is back."""
+    import sqlalchemy.exc
+
+    from idp.oidc import tokens
+
+    f = flow(web_rp)
+    code = login(app, client, person, f)["code"]
+    stored: list[str] = []
+    real_store = tokens.store_access_token
+
+    def store_then_fail(access_token: str, **kwargs: Any) -> None:
+        real_store(access_token, **kwargs)
+        stored.append(access_token)
+        raise sqlalchemy.exc.OperationalError("INSERT", {}, Exception("database went away"))
+
+    monkeypatch.setattr(tokens, "store_access_token", store_then_fail)
+    down = redeem(client, web_rp, code, f)
+    assert down.status_code == 503 and down.json["error"] == "temporarily_unavailable"
+    monkeypatch.setattr(tokens, "store_access_token", real_store)
+    assert client.get("/userinfo", headers={"Authorization": f"Bearer {stored[0]}"}).status_code == 401
+
+    back = redeem(client, web_rp, code, f)
+    assert back.status_code == 200 and back.json["access_token"] != stored[0]
+
+
+def test_a_replayed_code_is_not_given_back(app: Any, client: Any, person: Any, web_rp: Any) -> None:
+    """Once the owning client replayed a code, giving it back after a failure is refused: the replay stands."""
+    from idp.oidc import tokens
+
+    f = flow(web_rp)
+    code = login(app, client, person, f)["code"]
+    with app.app_context():
+        record = tokens.redeem_code(code, web_rp.client_id)
+        assert record is not None
+        assert tokens.redeem_code(code, web_rp.client_id) is None  # the replay flags the code
+        assert tokens.give_back_code(code, record) is False
+        assert tokens.redeem_code(code, web_rp.client_id) is None
