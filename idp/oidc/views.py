@@ -247,6 +247,9 @@ def token() -> ResponseReturnValue:
     One commit (refresh rotation claim + successor, or the code's new family) once Authlib built the whole
     response, ID token included: if that fails, the old refresh token stays usable and the client's retry
     is not taken for a reuse. A refusal rolls back what the grant left pending."""
+    # Signing keys exist before the grant starts (first use on a fresh install commits them): the commit
+    # below must carry this request's rotation alone.
+    keys.signing_key(settings().signing_alg)
     try:
         response = current_server().create_token_response()
         if response.status_code != 200:
