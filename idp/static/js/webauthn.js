@@ -113,53 +113,44 @@
     return PublicKeyCredential.isUserVerifyingPlatformAuthenticatorAvailable().catch(function () { return false; });
   }
 
+  // One ceremony on a button click: options from the server, the authenticator, the verdict, then the
+  // page the server names; on failure the button comes back with the server's (or a generic) message.
+  function onCeremony(button, urls, ceremony, errorBox, fallbackMessage, onFailure) {
+    button.addEventListener("click", function () {
+      button.disabled = true;
+      if (errorBox) { errorBox.hidden = true; }
+      post(urls.optionsUrl).then(ceremony).then(function (credentialJSON) {
+        return post(urls.verifyUrl, credentialJSON);
+      }).then(function (data) {
+        window.location.assign(data.redirect);
+      }).catch(function (error) {
+        button.disabled = false;
+        showMessage(errorBox, error && error.fromServer ? error.message : fallbackMessage);
+        if (onFailure) { onFailure(); }
+      });
+    });
+  }
+
   // --- the offer: "Activer la biométrie" ----------------------------------------------------
   function setUpActivation(button) {
     var help = document.getElementById("webauthn-help");
-    var errorBox = document.getElementById("webauthn-error");
     function cannotActivate() {
       // .fr-btn sets display, which beats [hidden]: hide the list item that holds the button.
       (button.closest("li") || button).hidden = true;
       if (help) { help.hidden = false; }
     }
     platformAuthenticator().then(function (available) { if (!available) { cannotActivate(); } });
-    button.addEventListener("click", function () {
-      button.disabled = true;
-      if (errorBox) { errorBox.hidden = true; }
-      post(button.dataset.optionsUrl).then(function (json) {
-        return navigator.credentials.create({publicKey: creationOptions(json)});
-      }).then(function (credential) {
-        return post(button.dataset.verifyUrl, registrationJSON(credential));
-      }).then(function (data) {
-        window.location.assign(data.redirect);
-      }).catch(function (error) {
-        button.disabled = false;
-        showMessage(errorBox, error && error.fromServer ? error.message :
-          "L'activation de la biométrie n'a pas abouti.");
-        cannotActivate();
-      });
-    });
+    onCeremony(button, button.dataset, function (json) {
+      return navigator.credentials.create({publicKey: creationOptions(json)}).then(registrationJSON);
+    }, document.getElementById("webauthn-error"), "L'activation de la biométrie n'a pas abouti.", cannotActivate);
   }
 
   // --- the login page: "Se connecter avec la biométrie" -------------------------------------
   function setUpSignIn(container) {
-    var button = document.getElementById("webauthn-login-button");
-    var errorBox = document.getElementById("webauthn-login-error");
     platformAuthenticator().then(function (available) { if (available) { container.hidden = false; } });
-    button.addEventListener("click", function () {
-      button.disabled = true;
-      if (errorBox) { errorBox.hidden = true; }
-      post(container.dataset.optionsUrl).then(function (json) {
-        return navigator.credentials.get({publicKey: requestOptions(json)});
-      }).then(function (credential) {
-        return post(container.dataset.verifyUrl, assertionJSON(credential));
-      }).then(function (data) {
-        window.location.assign(data.redirect);
-      }).catch(function (error) {
-        button.disabled = false;
-        showMessage(errorBox, error && error.fromServer ? error.message : GENERIC_ERROR);
-      });
-    });
+    onCeremony(document.getElementById("webauthn-login-button"), container.dataset, function (json) {
+      return navigator.credentials.get({publicKey: requestOptions(json)}).then(assertionJSON);
+    }, document.getElementById("webauthn-login-error"), GENERIC_ERROR, null);
   }
 
   function start() {
