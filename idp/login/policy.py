@@ -1,7 +1,7 @@
 """The one policy that decides the next step of a login interaction.
 
 ``identify (NIR + password) -> [e-mail to validate] -> [security code | biometric] ->
-[notifications: terms] -> [biometric offer] -> done``
+[notifications: terms] -> [biometric offer] -> [consent] -> done``
 
 Anchor: node-oidc-provider ``lib/helpers/interaction_policy/prompts/login.js``; authentik
 ``flows/planner.py``. Every view calls :func:`next_step` after it changed the interaction and
@@ -11,8 +11,9 @@ Inputs: the client kind (``web`` | ``mobile`` | ``federation``), the account, th
 (``interaction.data["trusted_browser_ok"]``, set by the identify view after checking the cookie),
 the authorization request (``acr_values``; ``prompt`` and ``max_age`` are why the interaction exists
 at all: OIDC creates it whenever a fresh login is needed, so every interaction starts at
-``identify``), and ``interaction.data["require_email_code"]`` (per-client setting of federation
-clients). A platform credential with user verification (amr ``hwk`` + ``user``) is two factors by
+``identify``, except one for ``prompt=consent`` alone, which /authorize fills from the live browser
+session so that it starts at ``consent``), and ``interaction.data["require_email_code"]`` (per-client
+setting of federation clients). A platform credential with user verification (amr ``hwk`` + ``user``) is two factors by
 itself (possession + inherence). DESIGN.md §1: on the mobile app it replaces password and code; on web and
 federation clients it replaces only the code, so the password is still asked first there.
 """
@@ -27,7 +28,7 @@ from idp.login.interaction import Interaction
 if TYPE_CHECKING:
     from idp.accounts.models import Account
 
-STEPS = ("identify", "email", "code", "biometric", "terms", "offer", "done")
+STEPS = ("identify", "email", "code", "biometric", "terms", "offer", "consent", "done")
 
 
 def next_step(interaction: Interaction, account: Account | None = None) -> str:
@@ -45,6 +46,8 @@ def next_step(interaction: Interaction, account: Account | None = None) -> str:
         return "terms"
     if _offer_due(interaction, account):
         return "offer"
+    if consent_pending(interaction):
+        return "consent"
     return "done"
 
 
@@ -109,11 +112,16 @@ def _terms_pending(account: Account) -> bool:
     return pending_terms(account) is not None
 
 
+def consent_pending(interaction: Interaction) -> bool:
+    """``prompt=consent`` (OIDC Core §3.1.2.1): the person allows the service before it gets an answer."""
+    return "consent" in (interaction.request.get("prompt") or "").split() and not interaction.data.get("consented")
+
+
 def _offer_due(interaction: Interaction, account: Account) -> bool:
     from idp.webauthn.service import offer_due
 
-    if _platform_credential(interaction):
-        return False
+    if _platform_credential(interaction) or interaction.data.get("session_sid"):
+        return False  # (the second: consent asked within a live session, no login happened)
     # Seed: the offer appears only when no other notification was shown in this login, and once.
     if interaction.data.get("offer_shown") or interaction.data.get("notified"):
         return False

@@ -217,6 +217,13 @@ def finish(interaction: Interaction, account: Account) -> None:
     """Mark the interaction done (account, amr, acr, auth_time) for ``oidc.resume`` to consume."""
     if interaction.step == "done":
         return
+    if interaction.data.get("session_sid"):
+        # Consent given within a live session (prompt=consent alone): no new authentication happened, the
+        # session's amr, acr and auth_time stay, and no login is counted.
+        interaction.step = "done"
+        interactions.save(interaction)
+        audit.record("consent_given", account_id=account.id, client_id=interaction.client_id)
+        return
     acr, amr = policy.authentication_context(interaction.amr)
     interaction.step = "done"
     interaction.account_id = account.id

@@ -17,7 +17,7 @@ from flask_wtf.csrf import CSRFError
 from idp import audit
 from idp.accounts import service as accounts
 from idp.clock import paris_display
-from idp.errors import IdpError, TooManyRequests, render_error
+from idp.errors import BadRequest, IdpError, TooManyRequests, render_error
 from idp.extensions import db, settings
 from idp.login import interaction as interaction_cookie
 from idp.login import policy, remember, service
@@ -36,7 +36,12 @@ if TYPE_CHECKING:
 bp = Blueprint("login", __name__, url_prefix="/connexion")
 
 STEP_ENDPOINTS = {"identify": "login.start", "email": "login.email", "code": "login.code",
-                  "biometric": "login.biometric", "terms": "login.terms"}
+                  "biometric": "login.biometric", "terms": "login.terms", "consent": "login.consent"}
+# What each scope gives, in plain French, for the consent page (idp.oidc.claims.SCOPE_CLAIMS).
+SCOPE_LABELS = {"profile": "Votre identité : nom, prénoms, nom d'usage, sexe et date de naissance",
+                "email": "Votre adresse e-mail",
+                "birth": "Votre date et votre lieu de naissance",
+                "identite_pivot": "Votre identité pivot : nom, prénoms, sexe, date et lieu de naissance"}
 # The POST-only routes whose page is another (GET) endpoint, for the CSRF-failure redirect.
 PAGE_OF = {"login.forget_nir": "login.start", "login.identify": "login.start", "login.check_code": "login.code",
            "login.resend_code": "login.code"}
@@ -376,3 +381,29 @@ def terms(interaction: Interaction) -> ResponseReturnValue:
             return _advance(interaction, send_code=True)
         error = "Cochez la case pour accepter les conditions générales d'utilisation."
     return render_template("login/terms.html", terms=pending, error=error)
+
+
+# --- consent (prompt=consent) ------------------------------------------------------------------
+@bp.route("/autorisation", methods=["GET", "POST"])
+@step_view("consent")
+def consent(interaction: Interaction) -> ResponseReturnValue:
+    """OIDC Core §3.1.2.4: the service asked for consent; "Autoriser" goes on to its answer, "Refuser"
+    ends the interaction with access_denied (sent by /authorize/resume)."""
+    from idp.oidc.clients import get_client
+
+    client = get_client(interaction.client_id)
+    if client is None:
+        raise InteractionExpired(detail="client gone")
+    if request.method == "POST":
+        choice = request.form.get("choice")
+        if choice == "allow":
+            interaction.data["consented"] = True
+            return _advance(interaction, send_code=False)
+        if choice == "deny":
+            interaction.data["consent_refused"] = True
+            interactions.save(interaction)
+            return redirect(_resume_url(), 303)
+        raise BadRequest(detail="unknown consent choice")
+    granted = client.get_allowed_scope(interaction.request.get("scope")).split()
+    items = [label for scope, label in SCOPE_LABELS.items() if scope in granted]
+    return render_template("login/consent.html", client_name=client.name, items=items)

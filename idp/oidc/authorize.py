@@ -2,7 +2,8 @@
 
 The view gives plain values (the request parameters, the browser session); this module decides:
 French error page (unknown client, unregistered redirect URI: never redirect), error redirect,
-a new login (with the reasons), or an authorization response for the existing session. It does
+a new login (with the reasons; ``consent`` alone: only the consent page, within the existing session),
+or an authorization response for the existing session. It does
 not touch the Flask request.
 """
 
@@ -133,6 +134,9 @@ def decide(values: dict[str, str], session: BrowserSession | None) -> Decision:
         raise RequestNotSupportedError(redirect_uri=redirect_uri, state=state)
     if "request_uri" in values:
         raise RequestURINotSupportedError(redirect_uri=redirect_uri, state=state)
+    if "none" in params.get("prompt", "").split() and len(params["prompt"].split()) > 1:
+        # Core §3.1.2.1: none with any other value (consent included) is an error, whatever the session.
+        raise InvalidRequestError("Invalid 'prompt' parameter.", redirect_uri=redirect_uri, state=state)
     claims_request = parse_claims(params, redirect_uri)
     needed_acr = required_acr(params, claims_request)
     decision = Decision(client=client, params=params, required_acr=needed_acr,
@@ -179,7 +183,14 @@ def login_reasons(params: dict[str, str], session: BrowserSession | None, client
     hinted = hint_subject(params, redirect_uri)
     if session is not None and hinted is not None and hinted != claims.subject(client, session.account_id):
         reasons.append("id_token_hint")
+    if session is not None and "consent" in params.get("prompt", "").split():
+        reasons.append("consent")  # alone: the session stays, only the consent page is shown (consent_only)
     return reasons
+
+
+def consent_only(decision: Decision) -> bool:
+    """The live session answers this request once the person consents (prompt=consent, nothing else missing)."""
+    return decision.reasons == ["consent"]
 
 
 def web_second_factor(amr: list[str], data: dict[str, Any]) -> bool:

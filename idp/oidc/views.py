@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749 import AccessDeniedError
 from flask import Blueprint, g, jsonify, make_response, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError, validate_csrf
@@ -104,6 +105,13 @@ def authorize() -> ResponseReturnValue:
     started.data["require_email_code"] = decision.require_email_code
     if decision.required_acr:
         started.data["required_acr"] = decision.required_acr
+    if session is not None and authz.consent_only(decision):
+        # Only consent is missing: the session's authentication stands (the policy goes straight to the
+        # consent page) and /authorize/resume answers from this very session.
+        started.account_id, started.amr, started.acr = session.account_id, list(session.amr), session.acr
+        started.auth_time = session.auth_time
+        started.data["session_sid"] = authz.session_sid(session.id)
+        started.data["trusted_browser_ok"] = session.trusted_browser
     interactions.save(started)
     response = redirect(_login_url(), 303)
     interaction_cookie.set_cookie(response, started)
@@ -112,10 +120,15 @@ def authorize() -> ResponseReturnValue:
 
 @oidc_bp.get("/authorize/resume")
 def resume() -> ResponseReturnValue:
-    """The login finished: consume the interaction, open a NEW browser session, answer the RP."""
+    """The login finished: consume the interaction, open a NEW browser session, answer the RP.
+
+    Consent refused: the RP gets access_denied, no session is opened. Consent given within a live session
+    (prompt=consent alone): that session answers, its amr, acr and auth_time unchanged."""
     pending = interaction_cookie.current()
     if pending is None:
         raise InteractionLost(detail="no interaction")
+    if pending.data.get("consent_refused"):
+        return _refused(pending)
     if pending.step != "done" or not pending.account_id:
         return redirect(_login_url(), 303)
     finished = interactions.consume(pending.id)
@@ -123,9 +136,17 @@ def resume() -> ResponseReturnValue:
     if finished is None or client is None or finished.account_id is None:
         raise InteractionLost(detail="interaction consumed concurrently or client gone")
     old = _browser_session()
-    if old is not None:
-        sessions.end(old)
-    session, end_user = _open_session(finished)
+    if finished.data.get("session_sid"):
+        if old is None or authz.session_sid(old.id) != finished.data["session_sid"] or \
+                old.account_id != finished.account_id:
+            raise InteractionLost(detail="the session the consent was asked in is gone")
+        session = old
+        end_user = authz.end_user_from_session(old, authz.parse_claims(finished.request,
+                                                                       finished.request["redirect_uri"]))
+    else:
+        if old is not None:
+            sessions.end(old)
+        session, end_user = _open_session(finished)
     try:
         if authz.unmet_acr(finished.request, end_user.acr, client):
             raise authz.UnmetAuthenticationRequirements(
@@ -136,6 +157,17 @@ def resume() -> ResponseReturnValue:
         response = _error_response(error)
     response = make_response(response)
     _set_session_cookie(response, session)
+    interaction_cookie.clear_cookie(response)
+    return response
+
+
+def _refused(pending: Interaction) -> ResponseReturnValue:
+    """"Refuser" on the consent page: end the interaction, access_denied to the RP (Core §3.1.2.6)."""
+    finished = interactions.consume(pending.id)
+    if finished is None:
+        raise InteractionLost(detail="interaction consumed concurrently")
+    error = AccessDeniedError(redirect_uri=finished.request["redirect_uri"], state=finished.request.get("state"))
+    response = make_response(_error_response(error))
     interaction_cookie.clear_cookie(response)
     return response
 

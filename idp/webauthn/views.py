@@ -68,7 +68,7 @@ def _authenticated() -> tuple[Interaction, Account]:
 
     interaction = _interaction()
     account = db.session.get(Account, interaction.account_id) if interaction.account_id else None
-    if account is None or next_step(interaction, account) not in ("offer", "done"):
+    if account is None or next_step(interaction, account) not in ("offer", "consent", "done"):
         raise LoginExpired(detail="interaction not authenticated yet")
     return interaction, account
 
