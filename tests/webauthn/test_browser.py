@@ -124,13 +124,9 @@ def live(pg_app: Any, relying_party: None) -> Iterator[Live]:
 
 
 @pytest.fixture
-def tab(browser: Any) -> Iterator[Any]:
-    """A fresh browser context (own cookies) and page."""
-    context = browser.new_context(locale="fr-FR", timezone_id="Europe/Paris")
-    context.set_default_timeout(10_000)
-    page = context.new_page()
-    yield page
-    context.close()
+def tab(page: Any) -> Any:
+    """A fresh browser context (own cookies) and page: the shared ``page`` fixture."""
+    return page
 
 
 @pytest.fixture
