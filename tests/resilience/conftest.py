@@ -10,6 +10,7 @@ import pytest
 
 from idp import create_app
 from idp.extensions import db
+from tests.accounts.test_rfi_http import registry  # noqa: F401 (the fake REST registry, shared fixture)
 from tests.conftest import base_config
 from tests.resilience.harness import RedisProcess
 

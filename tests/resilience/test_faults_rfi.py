@@ -7,7 +7,6 @@ The registry is the accounts area's fake REST server (``tests/accounts/test_rfi_
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,14 +20,6 @@ from tests.resilience.conftest import text_of
 REGISTRY_DOWN = "nous ne pouvons pas vérifier votre identité"
 MARIE = demo_records()[0]
 
-
-@pytest.fixture
-def registry() -> Iterator[Registry]:
-    """The fake REST registry on a free port."""
-    server = Registry()
-    yield server
-    server.server.shutdown()
-    server.server.server_close()
 
 
 def _rfi_app(make_app: Any, url: str) -> Any:

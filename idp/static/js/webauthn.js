@@ -69,34 +69,35 @@
     return o;
   }
 
-  function registrationJSON(credential) {
-    var r = credential.response;
+  // The JSON form of a PublicKeyCredential that py_webauthn reads; ``response`` holds the ceremony's own fields.
+  function credentialJSON(credential, response) {
     return {
       id: credential.id, rawId: bufferToB64url(credential.rawId), type: credential.type,
       authenticatorAttachment: credential.authenticatorAttachment || undefined,
-      response: {
-        clientDataJSON: bufferToB64url(r.clientDataJSON),
-        attestationObject: bufferToB64url(r.attestationObject),
-        transports: typeof r.getTransports === "function" ? r.getTransports() : []
-      },
+      response: response,
       clientExtensionResults: credential.getClientExtensionResults()
     };
   }
 
+  function registrationJSON(credential) {
+    var r = credential.response;
+    return credentialJSON(credential, {
+      clientDataJSON: bufferToB64url(r.clientDataJSON),
+      attestationObject: bufferToB64url(r.attestationObject),
+      transports: typeof r.getTransports === "function" ? r.getTransports() : []
+    });
+  }
+
   function assertionJSON(credential) {
     var r = credential.response;
-    return {
-      id: credential.id, rawId: bufferToB64url(credential.rawId), type: credential.type,
-      authenticatorAttachment: credential.authenticatorAttachment || undefined,
-      response: {
-        clientDataJSON: bufferToB64url(r.clientDataJSON),
-        authenticatorData: bufferToB64url(r.authenticatorData),
-        signature: bufferToB64url(r.signature),
-        userHandle: r.userHandle ? bufferToB64url(r.userHandle) : undefined
-      },
-      clientExtensionResults: credential.getClientExtensionResults()
-    };
+    return credentialJSON(credential, {
+      clientDataJSON: bufferToB64url(r.clientDataJSON),
+      authenticatorData: bufferToB64url(r.authenticatorData),
+      signature: bufferToB64url(r.signature),
+      userHandle: r.userHandle ? bufferToB64url(r.userHandle) : undefined
+    });
   }
+
 
   function showMessage(box, text) {
     if (!box) { return; }
