@@ -16,7 +16,6 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from flask import current_app, has_app_context
 from sqlalchemy import event, select
@@ -24,19 +23,14 @@ from sqlalchemy.orm import Session, object_session
 
 from idp.crypto import hash_token, new_token
 from idp.extensions import clock, db, settings
-from idp.oidc.models import AUTH_METHODS, KINDS, Client
+from idp.oidc import registration
+from idp.oidc.models import Client
+from idp.oidc.registration import ClientRegistrationError
 
 CLIENT_CACHE_SECONDS = 5.0  # how long a worker reuses a client record it read
 CLIENT_CACHE_SIZE = 256  # at most this many clients per worker (the oldest entry goes first)
 _COLUMNS = tuple(attr.key for attr in Client.__mapper__.column_attrs)
 _cache_lock = threading.Lock()
-
-_DEFAULT_AUTH = {"web": "client_secret_basic", "mobile": "none", "federation": "client_secret_post"}
-
-
-class ClientRegistrationError(ValueError):
-    """The requested client metadata is inconsistent; the message says why (English, for operators)."""
-
 
 @dataclass(frozen=True, slots=True)
 class Registered:
@@ -46,46 +40,50 @@ class Registered:
     client_secret: str | None
 
 
-def _check_uri(uri: str, what: str) -> None:
-    parts = urlsplit(uri)
-    if not parts.scheme or parts.fragment or (parts.scheme in ("http", "https") and not parts.netloc):
-        raise ClientRegistrationError(f"{what} must be an absolute URI without fragment: {uri!r}")
-    if parts.scheme == "http" and settings().is_production and parts.hostname not in ("127.0.0.1", "localhost"):
-        raise ClientRegistrationError(f"{what} must use https in production: {uri!r}")
-
-
-def create_client(*, name: str, kind: str, redirect_uris: list[str], post_logout_redirect_uris: list[str] | None = None,
-                  auth_method: str | None = None, client_id: str | None = None, **metadata: Any) -> Registered:
-    """Register a client; generates its id and (unless public) a 43-character secret."""
-    if kind not in KINDS:
-        raise ClientRegistrationError(f"kind must be one of {', '.join(KINDS)}")
-    method = auth_method or _DEFAULT_AUTH[kind]
-    if method not in AUTH_METHODS:
-        raise ClientRegistrationError(f"auth method must be one of {', '.join(AUTH_METHODS)}")
-    if not redirect_uris:
-        raise ClientRegistrationError("at least one redirect URI is required")
-    for uri in redirect_uris:
-        _check_uri(uri, "redirect URI")
-    for uri in post_logout_redirect_uris or []:
-        _check_uri(uri, "post-logout redirect URI")
-    if method == "private_key_jwt" and not (metadata.get("jwks") or metadata.get("jwks_uri")):
-        raise ClientRegistrationError("private_key_jwt needs the client's jwks or jwks_uri")
+def create_client(*, name: str | None = None, kind: str | None = None, redirect_uris: list[str] | None = None,
+                  post_logout_redirect_uris: list[str] | None = None, auth_method: str | None = None,
+                  client_id: str | None = None, profile: str | None = None, **metadata: Any) -> Registered:
+    """Register a client from RFC 7591 metadata (a profile's preset first, then ``metadata``, then the
+    named arguments); generates its id and, unless public, a 43-character secret."""
+    given: dict[str, Any] = registration.profile(profile) if profile else {}
+    given.update({k: v for k, v in metadata.items() if v is not None})
+    named = {"client_name": name, "kind": kind, "redirect_uris": redirect_uris,
+             "post_logout_redirect_uris": post_logout_redirect_uris, "token_endpoint_auth_method": auth_method}
+    given.update({k: v for k, v in named.items() if v is not None})
+    given.setdefault("kind", "web")
+    given.setdefault("post_logout_redirect_uris", [])
+    if "client_name" not in given and "name" not in given:
+        raise ClientRegistrationError("client_name is required")
+    values = registration.columns(given, production=settings().is_production)
+    values = registration.check_consistency({**registration.kind_defaults(values["kind"]), **values})
+    method = values["token_endpoint_auth_method"]
     secret = new_token(32) if method in ("client_secret_basic", "client_secret_post") else None
-    defaults: dict[str, Any] = {
-        "grant_types": ["authorization_code"] if kind == "federation" else ["authorization_code", "refresh_token"],
-        "pkce_required": True,
-        "require_email_code": kind != "mobile",
-    }
-    if kind == "federation":
-        defaults["scope"] = "openid profile email birth identite_pivot"
-    defaults.update({k: v for k, v in metadata.items() if v is not None})
-    client = Client(client_id=client_id or new_token(16), name=name, kind=kind, redirect_uris=list(redirect_uris),
-                    post_logout_redirect_uris=list(post_logout_redirect_uris or []),
-                    token_endpoint_auth_method=method, client_secret_hash=hash_token(secret) if secret else None,
-                    created_at=clock().now(), **defaults)
+    if client_id is not None and (not client_id or len(client_id) > 64):
+        raise ClientRegistrationError("client_id must be 1 to 64 characters")
+    client = Client(client_id=client_id or new_token(16), client_secret_hash=hash_token(secret) if secret else None,
+                    created_at=clock().now(), **values)
     db.session.add(client)
     db.session.commit()
     return Registered(client, secret)
+
+
+def update_client(client_id: str, metadata: dict[str, Any]) -> Client:
+    """Change a client's metadata (the same names and checks as at registration; None or "" unsets an
+    optional value). Changing the authentication method to or from a secret is refused: register anew."""
+    client = db.session.get(Client, client_id)
+    if client is None:
+        raise ClientRegistrationError(f"no client {client_id!r}")
+    changes = registration.columns(metadata, production=settings().is_production)
+    current = {column: getattr(client, column) for column in registration.COLUMN_TO_NAME}
+    values = registration.check_consistency({**current, **changes})
+    had_secret = client.client_secret_hash is not None
+    if had_secret != (values["token_endpoint_auth_method"] in ("client_secret_basic", "client_secret_post")):
+        raise ClientRegistrationError("token_endpoint_auth_method cannot switch between secret and no secret: "
+                                      "register a new client")
+    for column, value in values.items():
+        setattr(client, column, value)
+    db.session.commit()
+    return client
 
 
 def get_client(client_id: str | None) -> Client | None:
@@ -169,9 +167,7 @@ def refresh_token_ttl(client: Client) -> int:
 
 
 def describe(client: Client) -> dict[str, Any]:
-    """Operator view of a client (never the secret or its hash)."""
-    return {"client_id": client.client_id, "name": client.name, "kind": client.kind,
-            "redirect_uris": client.redirect_uris, "post_logout_redirect_uris": client.post_logout_redirect_uris,
-            "token_endpoint_auth_method": client.token_endpoint_auth_method, "grant_types": client.grant_types,
-            "pkce_required": client.pkce_required, "subject_type": client.subject_type,
-            "require_email_code": client.require_email_code}
+    """Operator view of a client under its metadata names (never the secret or its hash)."""
+    values = {column: getattr(client, column) for column in registration.COLUMN_TO_NAME}
+    return {"client_id": client.client_id, **registration.metadata_view(values),
+            "client_secret_set": client.client_secret_hash is not None}

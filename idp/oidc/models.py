@@ -40,6 +40,8 @@ class Client(Base, ClientMixin):
     subject_type: Mapped[str] = mapped_column(String(16), default="pairwise")  # pairwise | public
     sector_identifier: Mapped[str | None] = mapped_column(String(255))
     id_token_signed_response_alg: Mapped[str | None] = mapped_column(String(16))
+    id_token_encrypted_response_alg: Mapped[str | None] = mapped_column(String(32))
+    id_token_encrypted_response_enc: Mapped[str | None] = mapped_column(String(32))
     userinfo_signed_response_alg: Mapped[str | None] = mapped_column(String(16))
     userinfo_encrypted_response_alg: Mapped[str | None] = mapped_column(String(32))
     userinfo_encrypted_response_enc: Mapped[str | None] = mapped_column(String(32))
@@ -112,6 +114,9 @@ class Client(Base, ClientMixin):
             "userinfo_signed_response_alg": self.userinfo_signed_response_alg,
             "userinfo_encrypted_response_alg": self.userinfo_encrypted_response_alg,
             "userinfo_encrypted_response_enc": self.userinfo_encrypted_response_enc,
+            "id_token_signed_response_alg": self.id_token_signed_response_alg,
+            "id_token_encrypted_response_alg": self.id_token_encrypted_response_alg,
+            "id_token_encrypted_response_enc": self.id_token_encrypted_response_enc,
         }
 
 

@@ -65,16 +65,28 @@ def make_person(app: Any, nir: str = NIR, email: str = EMAIL) -> Person:
 
 
 def make_rp(app: Any, kind: str = "web", **metadata: Any) -> Rp:
-    """Register a client like ``idp clients create`` does."""
+    """Register a client like ``idp clients create`` does (with ``profile=``: the profile's kind)."""
     from idp.oidc.clients import create_client
 
     metadata.setdefault("redirect_uris", [REDIRECT])
     metadata.setdefault("post_logout_redirect_uris", [POST_LOGOUT])
     with app.app_context():
-        registered = create_client(name=f"RP {kind}", kind=kind, **metadata)
+        registered = create_client(name=f"RP {kind}", kind=None if metadata.get("profile") else kind, **metadata)
         if registered.client_secret:
             remember_secret(registered.client_secret)
-        return Rp(registered.client.client_id, registered.client_secret, kind)
+        return Rp(registered.client.client_id, registered.client_secret, registered.client.kind)
+
+
+@pytest.fixture
+def cli_env(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Environment for the ``idp`` command on a fresh SQLite file."""
+    from idp import create_app
+    from idp.extensions import db
+
+    monkeypatch.setenv("IDP_DATABASE_URL", f"sqlite:///{tmp_path}/cli.sqlite3")
+    monkeypatch.setenv("IDP_SECRET_KEY", "cli-secret-key-0123456789abcdefghijklmnop")
+    with create_app().app_context():
+        db.create_all()
 
 
 @pytest.fixture

@@ -58,18 +58,6 @@ def test_private_keys_are_encrypted_at_rest(app: Any) -> None:
         assert '"d"' not in record.private_jwk_enc and "d" not in record.public_jwk
 
 
-@pytest.fixture
-def cli_env(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Environment for the ``idp`` command on a fresh SQLite file."""
-    from idp import create_app
-    from idp.extensions import db
-
-    monkeypatch.setenv("IDP_DATABASE_URL", f"sqlite:///{tmp_path}/cli.sqlite3")
-    monkeypatch.setenv("IDP_SECRET_KEY", "cli-secret-key-0123456789abcdefghijklmnop")
-    with create_app().app_context():
-        db.create_all()
-
-
 @pytest.mark.usefixtures("cli_env")
 def test_clients_create_prints_a_long_secret_stored_hashed() -> None:
     from idp import create_app
