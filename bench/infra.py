@@ -2,8 +2,11 @@
 prefix, an SMTP sink that hands the security codes to the virtual users, the IdP under gunicorn
 (the production config, ``config/gunicorn.conf.py``) and the node peer.
 
-Each service is started by the benchmark and stopped by it (``finally``), the database dropped and
-the Redis keys deleted at the end.
+The full run starts its own ``redis-server`` and PostgreSQL cluster (:class:`PrivateRedis`,
+:class:`PrivatePostgres`, same settings as the machine's services) so that they can be pinned to a
+core (:class:`Cores`) and their CPU counted; ``--shared-services`` (and the smoke mode) use the
+machine's services instead. Each service is started by the benchmark and stopped by it
+(``finally``), the database dropped and the Redis keys deleted at the end.
 """
 
 from __future__ import annotations
@@ -11,10 +14,12 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -38,18 +43,163 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# --- cores -------------------------------------------------------------------------------------
+class Cores:
+    """Which cores each side runs on (``taskset`` for the servers, ``sched_setaffinity`` for the bench).
+
+    With 2 or more cores the server under test (gunicorn with one worker, the node peer) gets the last
+    core to itself and everything else (load generator, SMTP sink, PostgreSQL, Redis) the others. With
+    one core, or when pinning is off, nothing is pinned."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        available = sorted(os.sched_getaffinity(0))
+        self.all = available
+        self.pinned = enabled and len(available) >= 2 and shutil.which("taskset") is not None
+        self.server = available[-1:] if self.pinned else available
+        self.rest = available[:-1] if self.pinned else available
+
+    @staticmethod
+    def spec(cores: list[int]) -> str:
+        """The ``taskset -c`` list."""
+        return ",".join(str(c) for c in cores)
+
+    def wrap(self, command: list[str], cores: list[int]) -> list[str]:
+        """``command`` run on ``cores`` (unchanged when not pinning)."""
+        return ["taskset", "-c", self.spec(cores), *command] if self.pinned else command
+
+    def pin_self(self) -> None:
+        """Pin this process (the load generator and the SMTP sink; threads started later inherit it)."""
+        if self.pinned:
+            os.sched_setaffinity(0, set(self.rest))
+
+    def describe(self) -> dict[str, object]:
+        """For the report."""
+        return {"pinned": self.pinned, "cpus": self.all, "server": self.server, "rest": self.rest}
+
+
+class _Server:
+    """A process started by the bench: its CPU (with its children's) and a graceful stop."""
+
+    process: subprocess.Popen[bytes] | None = None
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds of the process and its children so far."""
+        return process_tree_cpu(self.process.pid) if self.process else 0.0
+
+    def stop(self) -> None:
+        """SIGTERM (graceful), then SIGKILL."""
+        if self.process is not None:
+            _stop(self.process)
+
+
+class PrivateRedis(_Server):
+    """A ``redis-server`` of the run's own (no persistence, like the machine's service), on a free port."""
+
+    def __init__(self, cores: Cores, workdir: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.cores, self.workdir = cores, workdir
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> PrivateRedis:
+        """Start it and wait until it answers."""
+        import redis
+
+        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                   "--dir", str(self.workdir), "--daemonize", "no"]
+        with open(self.workdir / "redis.log", "ab") as log:
+            # redis-server from PATH with fixed arguments.
+            self.process = subprocess.Popen(self.cores.wrap(command, self.cores.rest),  # noqa: S603
+                                            stdout=log, stderr=log)
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=1)
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise RuntimeError("the bench's redis-server did not start") from None
+                time.sleep(0.05)
+        client.close()
+        return self
+
+
+class PrivatePostgres:
+    """A PostgreSQL cluster of the run's own (``initdb`` defaults: fsync and synchronous commit on), trust
+    authentication on 127.0.0.1 only; run as the ``postgres`` user when the bench runs as root."""
+
+    def __init__(self, cores: Cores, workdir: Path) -> None:
+        self.port = free_port()
+        self.cores, self.workdir = cores, workdir
+        self.data = workdir / "pgdata"
+        self.admin_url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+        self._postmaster: int | None = None
+
+    @staticmethod
+    def available() -> bool:
+        """initdb and pg_ctl are on PATH."""
+        return shutil.which("initdb") is not None and shutil.which("pg_ctl") is not None
+
+    def _as_owner(self, command: list[str]) -> list[str]:
+        if os.geteuid() == 0:
+            return ["runuser", "-u", "postgres", "--", *command]
+        return command
+
+    def start(self) -> PrivatePostgres:
+        """initdb, then ``pg_ctl start -w`` on the database cores (the backends inherit the affinity)."""
+        if os.geteuid() == 0:
+            shutil.chown(self.workdir, user="postgres")
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE, "check": True}
+        # initdb/pg_ctl from PATH with fixed arguments.
+        subprocess.run(self._as_owner(["initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8",  # noqa: S603
+                                       "--no-sync"]), **quiet)  # type: ignore[call-overload]
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.workdir}"
+        subprocess.run(self.cores.wrap(self._as_owner(["pg_ctl", "-D", str(self.data), "-o", options,  # noqa: S603
+                                                       "-l", str(self.workdir / "postgres.log"), "-w", "start"]),
+                                       self.cores.rest), **quiet)  # type: ignore[call-overload]
+        self._postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        return self
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds of the postmaster and its backends so far."""
+        return process_tree_cpu(self._postmaster) if self._postmaster else 0.0
+
+    def stop(self) -> None:
+        """``pg_ctl stop -m fast``."""
+        if self._postmaster is not None:
+            subprocess.run(self._as_owner(["pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop"]),  # noqa: S603
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+            self._postmaster = None
+
+
+@contextmanager
+def private_services(cores: Cores) -> Iterator[tuple[PrivatePostgres, PrivateRedis]]:
+    """A private PostgreSQL and redis-server for the run, removed afterwards."""
+    workdir = Path(tempfile.mkdtemp(prefix="idp-bench-"))
+    postgres, redis_server = PrivatePostgres(cores, workdir), PrivateRedis(cores, workdir)
+    try:
+        postgres.start()
+        redis_server.start()
+        yield postgres, redis_server
+    finally:
+        redis_server.stop()
+        postgres.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 # --- PostgreSQL and Redis --------------------------------------------------------------------
 @contextmanager
-def postgres_database() -> Iterator[str]:
+def postgres_database(admin_url: str = POSTGRES_ADMIN_URL) -> Iterator[str]:
     """A database created for this run and dropped after it (``WITH (FORCE)``)."""
     from sqlalchemy import create_engine, text
 
     name = f"idp_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     try:
-        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
     finally:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -57,11 +207,11 @@ def postgres_database() -> Iterator[str]:
 
 
 @contextmanager
-def redis_prefix() -> Iterator[str]:
+def redis_prefix(url: str = REDIS_URL) -> Iterator[str]:
     """A key prefix of its own; every key under it is deleted afterwards."""
     import redis
 
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    client = redis.Redis.from_url(url, socket_connect_timeout=2)
     client.ping()
     prefix = f"idpbench:{uuid.uuid4().hex[:8]}:"
     try:
@@ -188,21 +338,23 @@ def _stop(process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
             process.wait(timeout=5)
 
 
-def idp_environment(*, port: int, database_url: str, prefix: str, sink: SmtpSink, secret_key: str,
+def idp_environment(*, port: int, database_url: str, redis_url: str, prefix: str, sink: SmtpSink, secret_key: str,
                     overrides: dict[str, str]) -> dict[str, str]:
     """The IdP's IDP_* variables for this run (production defaults except what is listed in the report)."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("IDP_")}
     env.update({"IDP_ENV": "development", "IDP_ISSUER": f"http://127.0.0.1:{port}", "IDP_SECRET_KEY": secret_key,
-                "IDP_DATABASE_URL": database_url, "IDP_REDIS_URL": REDIS_URL, "IDP_REDIS_PREFIX": prefix,
+                "IDP_DATABASE_URL": database_url, "IDP_REDIS_URL": redis_url, "IDP_REDIS_PREFIX": prefix,
                 "IDP_SMTP_HOST": sink.host, "IDP_SMTP_PORT": str(sink.port), **overrides})
     return env
 
 
-class IdpServer:
-    """``gunicorn 'idp:create_app()' -c config/gunicorn.conf.py`` with IDP_WORKERS workers."""
+class IdpServer(_Server):
+    """``gunicorn 'idp:create_app()' -c config/gunicorn.conf.py`` with IDP_WORKERS workers, on ``cores``."""
 
-    def __init__(self, env: dict[str, str], port: int, workers: int, log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], port: int, workers: int, log_path: Path, *, cores: Cores,
+                 on: list[int]) -> None:
         self.env, self.port, self.workers, self.log_path = env, port, workers, log_path
+        self.cores, self.on = cores, on
         self.url = f"http://127.0.0.1:{port}"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -213,7 +365,8 @@ class IdpServer:
         with open(self.log_path, "ab") as log:
             # Our own venv's gunicorn with fixed arguments.
             command = [str(gunicorn), "idp:create_app()", "-c", str(ROOT / "config/gunicorn.conf.py")]
-            self.process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=log)  # noqa: S603
+            self.process = subprocess.Popen(self.cores.wrap(command, self.on), env=env, cwd=ROOT,  # noqa: S603
+                                            stdout=log, stderr=log)
         _wait_http(self.url + "/healthz", self.process, "gunicorn")
         # Every worker has booted (imported the app) before the clock starts.
         deadline = time.monotonic() + 30
@@ -221,21 +374,13 @@ class IdpServer:
             time.sleep(0.1)
         return self
 
-    def cpu_seconds(self) -> float:
-        """CPU seconds of the master and its workers so far."""
-        return process_tree_cpu(self.process.pid) if self.process else 0.0
 
-    def stop(self) -> None:
-        """SIGTERM (graceful), then SIGKILL."""
-        if self.process is not None:
-            _stop(self.process)
+class PeerServer(_Server):
+    """``node bench/peer/provider.mjs`` (one process: one core), its store in Redis at ``redis_url``."""
 
-
-class PeerServer:
-    """``node bench/peer/provider.mjs`` (one process: one core)."""
-
-    def __init__(self, port: int, log_path: Path) -> None:
+    def __init__(self, port: int, log_path: Path, *, redis_url: str, prefix: str, cores: Cores) -> None:
         self.port, self.log_path = port, log_path
+        self.redis_url, self.prefix, self.cores = redis_url, prefix, cores
         self.url = f"http://127.0.0.1:{port}"
         self.client_id = "bench-peer"
         self.client_secret = secrets.token_urlsafe(32)
@@ -244,11 +389,11 @@ class PeerServer:
     def start(self) -> PeerServer:
         """Start node and wait for it."""
         env = {**os.environ, "PEER_PORT": str(self.port), "PEER_CLIENT_SECRET": self.client_secret,
-               "NODE_ENV": "production"}
+               "PEER_REDIS_URL": self.redis_url, "PEER_REDIS_PREFIX": self.prefix, "NODE_ENV": "production"}
         with open(self.log_path, "ab") as log:
             # node from PATH (Node 20, installed with the project's tooling) on our own script.
-            self.process = subprocess.Popen(["node", str(ROOT / "bench/peer/provider.mjs")],  # noqa: S603, S607
-                                            env=env, cwd=ROOT, stdout=log, stderr=log)
+            command = self.cores.wrap(["node", str(ROOT / "bench/peer/provider.mjs")], self.cores.server)
+            self.process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=log)  # noqa: S603
         _wait_http(self.url + "/_bench/health", self.process, "node oidc-provider")
         return self
 
@@ -258,11 +403,3 @@ class PeerServer:
         response.raise_for_status()
         return dict(response.json())
 
-    def cpu_seconds(self) -> float:
-        """CPU seconds of the node process so far."""
-        return process_tree_cpu(self.process.pid) if self.process else 0.0
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL."""
-        if self.process is not None:
-            _stop(self.process)

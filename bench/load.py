@@ -86,10 +86,12 @@ class Result:
 
 def run_closed_loop(name: str, target: str, users: Sequence[Any], operation: Callable[[Any, Timer], None], *,
                     duration: float, max_count: int, cpu_probe: Callable[[], float] | None = None,
-                    warmup: float = 0.0) -> Result:
+                    counters: Callable[[], dict[str, float]] | None = None, warmup: float = 0.0) -> Result:
     """Run ``operation(user, timer)`` in one thread per user; bounded by ``duration`` and ``max_count``.
 
-    The first ``warmup`` seconds are run but not counted (connections, caches, JIT of the peer)."""
+    The first ``warmup`` seconds are run but not counted (connections, caches, JIT of the peer).
+    ``counters`` (the stores' work counters) are read with the server CPU at both ends of the window;
+    their difference per operation is ``extra["stores_per_op"]``."""
     lock = threading.Lock()
     state: dict[str, Any] = {"started": 0, "errors": 0, "first_error": "", "finished": 0}
     timers = [Timer() for _ in users]
@@ -132,6 +134,7 @@ def run_closed_loop(name: str, target: str, users: Sequence[Any], operation: Cal
     if warmup:
         time.sleep(warmup)
     cpu_before = cpu_probe() if cpu_probe else 0.0
+    counted_before = counters() if counters else {}
     gen_before = time.process_time()
     begin = time.perf_counter()
     measuring.set()
@@ -141,6 +144,7 @@ def run_closed_loop(name: str, target: str, users: Sequence[Any], operation: Cal
     stop.set()
     elapsed = time.perf_counter() - begin
     cpu_after = cpu_probe() if cpu_probe else 0.0
+    counted_after = counters() if counters else {}
     generator = time.process_time() - gen_before
     for thread in threads:
         thread.join(timeout=60)
@@ -150,8 +154,13 @@ def run_closed_loop(name: str, target: str, users: Sequence[Any], operation: Cal
         for step, values in timer.steps.items():
             merged.setdefault(step, []).extend(values)
     completed = len(all_totals)
+    extra: dict[str, Any] = {"finished_in_all": int(state["finished"])}
+    if counters and completed:
+        from bench.measure import per_operation
+
+        extra["stores_per_op"] = per_operation(counted_before, counted_after, completed)
     return Result(name=name, target=target, users=len(users), completed=completed, errors=int(state["errors"]),
                   elapsed_s=elapsed, per_s=completed / elapsed if elapsed > 0 else 0.0,
                   latency=summary(all_totals), steps={k: summary(v) for k, v in merged.items()},
                   server_cpu_s=cpu_after - cpu_before, generator_cpu_s=generator,
-                  first_error=str(state["first_error"]), extra={"finished_in_all": int(state["finished"])})
+                  first_error=str(state["first_error"]), extra=extra)

@@ -1,11 +1,16 @@
 """``make bench``: start everything on 127.0.0.1, run the workloads, write the reports.
 
-Order: seed -> IdP with 1 worker (scaling subset) -> IdP with 2 workers (every workload, database and
-Redis footprints) -> pure argon2id rate -> node oidc-provider peer -> in-process profiles ->
-``bench/results/report.md`` and ``report.json``. Every phase is bounded by ``--duration`` and
-``--max-count``; services are stopped, the database dropped and the Redis keys deleted at the end.
+Order: private PostgreSQL and redis-server (pinned with the load generator to the first core(s)) ->
+seed -> IdP with 1 worker on the last core (every workload, database and Redis footprints, the
+low-concurrency latency rows) -> IdP with 1 worker at Keycloak's argon2id parameters (logins) ->
+IdP with 2 workers on every core (scaling subset) -> pure argon2id rate (the server's core) -> node
+oidc-provider on the server's core, its store in the same Redis -> in-process profiles ->
+``bench/results/report.md`` and ``report.json`` (the ratios of issue 15 under stable keys). Every phase
+is bounded by ``--duration`` and ``--max-count``; services are stopped, the database dropped and the
+Redis keys deleted at the end.
 
-``--smoke`` is the tiny mode the test suite runs (a few seconds, one worker, no peer, no profile).
+``--smoke`` is the tiny mode the test suite runs (a few seconds, one worker, no peer, no profile,
+the machine's PostgreSQL and Redis).
 """
 
 from __future__ import annotations
@@ -19,8 +24,9 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -34,6 +40,9 @@ from bench.seed import Seeded, make_app, seed
 ALL_WORKLOADS = ("login", "login_trusted", "refresh", "code", "userinfo", "jwks", "discovery")
 SCALING = ("login", "refresh", "code")
 PEER_WORKLOADS = ("refresh", "code", "userinfo", "jwks", "discovery")
+LATENCY = ("login", "refresh", "code")
+# Keycloak's default password policy: argon2id, 5 iterations, 7 MiB, 1 lane (its sizing guide's logins/s).
+KEYCLOAK_ARGON2 = {"time_cost": 5, "memory_kib": 7 * 1024, "parallelism": 1}
 # Settings that differ from the defaults, and why (shown in the report).
 BENCH_SETTINGS = {
     "email_code_quota": (1_000_000, "each virtual user logs in many times an hour; the quota check still runs"),
@@ -54,8 +63,12 @@ class Options:
     workers: tuple[int, ...] = (1, 2)
     peer: bool = True
     profile: bool = True
+    keycloak_argon2: bool = True
+    latency_users: int = 2
     hash_seconds: float = 5.0
     out: Path = infra.ROOT / "bench/results"
+    shared_services: bool = False
+    pin: bool = True
     smoke: bool = False
 
 
@@ -87,8 +100,16 @@ def parse(argv: list[str] | None) -> Options:
     parser.add_argument("--workers", default="1,2", help="gunicorn worker counts to run (scaling)")
     parser.add_argument("--no-peer", action="store_true", help="skip node oidc-provider")
     parser.add_argument("--no-profile", action="store_true", help="skip the pyinstrument profiles")
+    parser.add_argument("--no-keycloak-argon2", action="store_true",
+                        help="skip the login rows at Keycloak's argon2id parameters (t=5, 7 MiB)")
+    parser.add_argument("--latency-users", type=int, default=2,
+                        help="concurrency of the latency rows (p95 at a load the server sustains; 0: skip)")
     parser.add_argument("--hash-seconds", type=float, default=5.0)
     parser.add_argument("--out", type=Path, default=infra.ROOT / "bench/results")
+    parser.add_argument("--shared-services", action="store_true",
+                        help="use the machine's PostgreSQL and Redis (BENCH_POSTGRES_URL, BENCH_REDIS_URL) "
+                             "instead of private, pinned ones")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores (taskset)")
     parser.add_argument("--smoke", action="store_true", help="tiny mode for the test suite")
     args = parser.parse_args(argv)
     workloads = tuple(w for w in args.workloads.split(",") if w)
@@ -97,12 +118,26 @@ def parse(argv: list[str] | None) -> Options:
         parser.error(f"unknown workloads: {', '.join(sorted(unknown))}")
     options = Options(duration=args.duration, warmup=args.warmup, users=args.users, max_count=args.max_count,
                       workloads=workloads, workers=tuple(sorted({int(w) for w in args.workers.split(",")})),
-                      peer=not args.no_peer, profile=not args.no_profile, hash_seconds=args.hash_seconds,
-                      out=args.out, smoke=args.smoke)
+                      peer=not args.no_peer, profile=not args.no_profile, keycloak_argon2=not args.no_keycloak_argon2,
+                      latency_users=args.latency_users, hash_seconds=args.hash_seconds, out=args.out,
+                      shared_services=args.shared_services or not infra.PrivatePostgres.available(),
+                      pin=not args.no_pin, smoke=args.smoke)
     if args.smoke:
         options.duration, options.warmup, options.users, options.workers = 1.0, 0.2, 2, (1,)
         options.workloads, options.peer, options.profile, options.hash_seconds = ("refresh", "discovery"), False, False, 0.5
+        options.keycloak_argon2, options.latency_users, options.shared_services = False, 0, True
     return options
+
+
+@dataclass
+class Services:
+    """Where the stores are for this run, and the cores."""
+
+    database_url: str
+    redis_url: str
+    prefix: str
+    cores: infra.Cores
+    counters: Any = None  # measure.StoreCounters
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,18 +145,24 @@ def main(argv: list[str] | None = None) -> int:
     options = parse(argv)
     options.out.mkdir(parents=True, exist_ok=True)
     run = Run(options)
+    cores = infra.Cores(enabled=options.pin)
+    cores.pin_self()
     run.facts["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(), "node": _node_version(),
                             "platform": platform.platform()}
+    run.facts["cores"] = {**cores.describe(), "private_services": not options.shared_services}
     run.facts["started"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
-    with infra.postgres_database() as database_url, infra.redis_prefix() as prefix:
+    with _stores(options, cores) as (admin_url, redis_url, cpu), \
+            infra.postgres_database(admin_url) as database_url, infra.redis_prefix(redis_url) as prefix:
+        services = Services(database_url, redis_url, prefix, cores, measure.StoreCounters(redis_url, database_url, cpu))
         sink = infra.SmtpSink().start()
         try:
-            _run_idp(run, database_url, prefix, sink)
+            _run_idp(run, services, sink)
         finally:
             sink.stop()
-    _run_hash_rate(run)
-    if options.peer:
-        _run_peer(run)
+            services.counters.close()
+        _run_hash_rate(run, cores)
+        if options.peer:
+            _run_peer(run, services)
     markdown, data = report.build(run.results, run.facts, options_dict(options))
     (options.out / "report.json").write_text(json.dumps(data, indent=2, ensure_ascii=False))
     (options.out / "report.md").write_text(markdown)
@@ -129,11 +170,24 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+@contextmanager
+def _stores(options: Options, cores: infra.Cores) -> Iterator[tuple[str, str, dict[str, Callable[[], float]]]]:
+    """(PostgreSQL admin URL, Redis URL, CPU probes of the stores): private pinned processes, or the
+    machine's services (whose CPU is not counted)."""
+    if options.shared_services:
+        yield infra.POSTGRES_ADMIN_URL, infra.REDIS_URL, {}
+        return
+    with infra.private_services(cores) as (postgres, redis_server):
+        yield postgres.admin_url, redis_server.url, {"postgres": postgres.cpu_seconds, "redis": redis_server.cpu_seconds}
+
+
 def options_dict(options: Options) -> dict[str, Any]:
     """The options as JSON."""
     return {"duration_s": options.duration, "warmup_s": options.warmup, "users": options.users,
             "max_count": options.max_count, "workloads": list(options.workloads), "workers": list(options.workers),
             "peer": options.peer, "profile": options.profile, "smoke": options.smoke,
+            "keycloak_argon2": options.keycloak_argon2, "latency_users": options.latency_users,
+            "shared_services": options.shared_services, "pin": options.pin,
             "settings_changed": {k: {"value": v, "why": why} for k, (v, why) in BENCH_SETTINGS.items()}}
 
 
@@ -146,9 +200,9 @@ def _node_version() -> str:
 
 
 # --- the IdP -----------------------------------------------------------------------------------
-def _settings(port: int, database_url: str, prefix: str, sink: infra.SmtpSink, secret_key: str) -> dict[str, Any]:
+def _settings(port: int, services: Services, sink: infra.SmtpSink, secret_key: str) -> dict[str, Any]:
     return {"env": "development", "issuer": f"http://127.0.0.1:{port}", "secret_key": secret_key,
-            "database_url": database_url, "redis_url": infra.REDIS_URL, "redis_prefix": prefix,
+            "database_url": services.database_url, "redis_url": services.redis_url, "redis_prefix": services.prefix,
             "smtp_host": sink.host, "smtp_port": sink.port, "log_level": "INFO",
             **{k: v for k, (v, _why) in BENCH_SETTINGS.items()}}
 
@@ -160,10 +214,15 @@ def _quiet_app_logs(path: Path) -> None:
             handler.setStream(open(path, "a"))  # noqa: SIM115 - lives as long as the process
 
 
-def _run_idp(run: Run, database_url: str, prefix: str, sink: infra.SmtpSink) -> None:
-    options = run.options
+def _argon2_overrides(argon: dict[str, int]) -> dict[str, Any]:
+    return {"argon2_time_cost": argon["time_cost"], "argon2_memory_cost": argon["memory_kib"],
+            "argon2_parallelism": argon["parallelism"]}
+
+
+def _run_idp(run: Run, services: Services, sink: infra.SmtpSink) -> None:
+    options, cores = run.options, services.cores
     port, secret_key = infra.free_port(), secrets.token_urlsafe(32)
-    settings = _settings(port, database_url, prefix, sink, secret_key)
+    settings = _settings(port, services, sink, secret_key)
     app = make_app(settings)
     _quiet_app_logs(options.out / "inprocess.log")
     started = time.perf_counter()
@@ -175,27 +234,101 @@ def _run_idp(run: Run, database_url: str, prefix: str, sink: infra.SmtpSink) -> 
         s = current_settings()
         run.facts["argon2"] = {"time_cost": s.argon2_time_cost, "memory_kib": s.argon2_memory_cost,
                                "parallelism": s.argon2_parallelism}
-    env = infra.idp_environment(port=port, database_url=database_url, prefix=prefix, sink=sink, secret_key=secret_key,
+    env = infra.idp_environment(port=port, database_url=services.database_url, redis_url=services.redis_url,
+                                prefix=services.prefix, sink=sink, secret_key=secret_key,
                                 overrides={f"IDP_{k.upper()}": str(v) for k, (v, _w) in BENCH_SETTINGS.items()})
+    log_path = options.out / "gunicorn.log"
     primed = False
     for workers in options.workers:
-        server = infra.IdpServer(env, port, workers, options.out / "gunicorn.log").start()
+        # One worker: the last core to itself. More: every core (the load generator and the stores too).
+        server = infra.IdpServer(env, port, workers, log_path, cores=cores,
+                                 on=cores.server if workers == 1 else cores.all).start()
         try:
             target = Target("idp", server.url, seeded.client_id, seeded.client_secret)
             if not primed:
                 _prime(run, target, sink, seeded.users)
                 primed = True
-            last = workers == max(options.workers)
-            selected = [w for w in options.workloads if last or w in SCALING]
-            _idp_workloads(run, app, target, sink, seeded, server, workers, selected, prefix=prefix,
-                           measure_storage=last)
+            first = workers == min(options.workers)
+            selected = [w for w in options.workloads if first or w in SCALING]
+            _idp_workloads(run, app, target, sink, seeded, server, workers, selected, services,
+                           measure_storage=first)
+            if first and options.latency_users:
+                _latency_rows(run, target, sink, seeded, server, services)
         finally:
             server.stop()
+        if workers == 1 and options.keycloak_argon2 and {"login", "login_trusted"} & set(options.workloads):
+            _keycloak_rows(run, settings, env, port, sink, services, seeded)
     if options.profile:
         _profiles(run, app, seeded, sink)
 
 
-def _prime(run: Run, target: Target, sink: infra.SmtpSink, users: list[VirtualUser]) -> None:
+def _keycloak_rows(run: Run, settings: dict[str, Any], env: dict[str, str], port: int, sink: infra.SmtpSink,
+                   services: Services, seeded: Seeded) -> None:
+    """The login rows again with accounts hashed at Keycloak's parameters and the IdP set to them."""
+    from idp.extensions import db
+
+    kc_app = make_app({**settings, **_argon2_overrides(KEYCLOAK_ARGON2)})
+    with kc_app.app_context():
+        from bench.seed import add_account
+
+        base = 1000 + run.options.users  # NIRs distinct from the first accounts
+        users = [add_account(base + i) for i in range(run.options.users)]
+        db.session.remove()
+    kc_env = {**env, **{f"IDP_{k.upper()}": str(v) for k, v in _argon2_overrides(KEYCLOAK_ARGON2).items()}}
+    server = infra.IdpServer(kc_env, port, 1, run.options.out / "gunicorn.log", cores=services.cores,
+                             on=services.cores.server).start()
+    try:
+        target = Target("idp", server.url, seeded.client_id, seeded.client_secret)
+        _prime(run, target, sink, users, fact="prime_keycloak_s")
+        journey = IdpJourney(target, sink)
+        go = partial(_closed, run, KEYCLOAK_TARGET, users, server.cpu_seconds, services)
+        print(f"IdP, 1 worker, argon2id t={KEYCLOAK_ARGON2['time_cost']} m={KEYCLOAK_ARGON2['memory_kib']} KiB:",
+              flush=True)
+        if "login" in run.options.workloads:
+            _hash_nearby(run, go("login (e-mail code)", lambda u, t: journey.login(u, t)), KEYCLOAK_ARGON2,
+                         services.cores)
+        if "login_trusted" in run.options.workloads:
+            _hash_nearby(run, go("login (trusted browser)", lambda u, t: journey.login(u, t, use_trusted=True)),
+                         KEYCLOAK_ARGON2, services.cores)
+    finally:
+        server.stop()
+
+
+def _hash_nearby(run: Run, result: Result, argon: dict[str, int], cores: infra.Cores) -> None:
+    """The CPU of one verification measured right after the login rows, on the server's core with the
+    server idle: the ratio's two terms then see the same background load (a busy machine slows the CPU
+    of memory-bound argon2id too)."""
+    rate = measure.argon2_rate(time_cost=argon["time_cost"], memory_cost=argon["memory_kib"],
+                               parallelism=argon["parallelism"], processes=1,
+                               seconds=max(1.0, run.options.hash_seconds / 2),
+                               cores=cores.server if cores.pinned else None)
+    result.extra["hash_cpu_ms"] = rate["cpu_ms_per_hash"]
+
+
+KEYCLOAK_TARGET = "idp 1w kc-argon2"
+
+
+def _latency_rows(run: Run, target: Target, sink: infra.SmtpSink, seeded: Seeded, server: infra.IdpServer,
+                  services: Services) -> None:
+    """The same workloads at a concurrency one worker sustains: p95 there is service time, not queueing."""
+    options = run.options
+    users = seeded.users[:options.latency_users]
+    journey = IdpJourney(target, sink)
+    label = f"idp 1w @{len(users)}"
+    go = partial(_closed, run, label, users, server.cpu_seconds, services)
+    print(f"IdP, 1 worker, {len(users)} users (latency rows):", flush=True)
+    if "login" in options.workloads:
+        go("login (e-mail code)", lambda u, t: journey.login(u, t))
+    if "refresh" in options.workloads:
+        go("refresh grant", partial(flows.refresh, target))
+    if "code" in options.workloads:
+        pool = CodePool()
+        go("authorize (SSO)", partial(flows.authorize_with_session, target, pool))
+        go("code exchange", partial(flows.exchange_code, target, pool), warmup=0.0)
+
+
+def _prime(run: Run, target: Target, sink: infra.SmtpSink, users: list[VirtualUser], *,
+           fact: str = "prime_s") -> None:
     """One login per user, ticking "J'utilise mon ordinateur personnel": trusted cookie, session, tokens."""
     journey = IdpJourney(target, sink)
     started = time.perf_counter()
@@ -204,25 +337,30 @@ def _prime(run: Run, target: Target, sink: infra.SmtpSink, users: list[VirtualUs
     missing = [u.index for u in users if not (u.trusted_cookie and u.session_cookie and u.refresh_token)]
     if missing:
         raise RuntimeError(f"priming logins left users without cookies or tokens: {missing}")
-    run.facts["prime_s"] = round(time.perf_counter() - started, 2)
+    run.facts[fact] = round(time.perf_counter() - started, 2)
 
 
 def _idp_workloads(run: Run, app: Any, target: Target, sink: infra.SmtpSink, seeded: Seeded, server: infra.IdpServer,
-                   workers: int, selected: list[str], *, prefix: str, measure_storage: bool) -> None:
+                   workers: int, selected: list[str], services: Services, *, measure_storage: bool) -> None:
     users = seeded.users
     journey = IdpJourney(target, sink)
     label = f"idp {workers}w"
-    go = partial(_closed, run, label, users, server.cpu_seconds)
+    go = partial(_closed, run, label, users, server.cpu_seconds, services)
     print(f"IdP, {workers} gunicorn worker(s), {len(users)} users:", flush=True)
     engine = _engine(app) if measure_storage else None
+    argon = run.facts["argon2"]
     if "login" in selected:
         before = measure.table_snapshot(engine) if engine is not None else None
         result = go("login (e-mail code)", lambda u, t: journey.login(u, t), workers=workers)
         if before is not None and engine is not None and result.completed:
             finished = int(result.extra.get("finished_in_all", result.completed))
             run.facts["database_per_login"] = measure.per_login(before, measure.table_snapshot(engine), finished)
+        if workers == 1:
+            _hash_nearby(run, result, argon, services.cores)
     if "login_trusted" in selected:
-        go("login (trusted browser)", lambda u, t: journey.login(u, t, use_trusted=True), workers=workers)
+        result = go("login (trusted browser)", lambda u, t: journey.login(u, t, use_trusted=True), workers=workers)
+        if workers == 1:
+            _hash_nearby(run, result, argon, services.cores)
     if "refresh" in selected:
         go("refresh grant", partial(flows.refresh, target), workers=workers)
     if "code" in selected:
@@ -233,16 +371,18 @@ def _idp_workloads(run: Run, app: Any, target: Target, sink: infra.SmtpSink, see
         if name in selected:
             go(name, partial(getattr(flows, name), target), workers=workers)
     if measure_storage:
-        _redis_footprint(run, target, prefix)
+        _redis_footprint(run, target, services)
     if engine is not None:
         engine.dispose()
 
 
-def _closed(run: Run, target: str, users: list[VirtualUser], cpu: Callable[[], float], name: str,
-            operation: Callable[[Any, Timer], None], *, workers: int = 1, warmup: float | None = None) -> Result:
+def _closed(run: Run, target: str, users: list[VirtualUser], cpu: Callable[[], float], services: Services | None,
+            name: str, operation: Callable[[Any, Timer], None], *, workers: int = 1,
+            warmup: float | None = None) -> Result:
     options = run.options
+    counters = services.counters.read if services is not None and services.counters is not None else None
     result = run_closed_loop(name, target, users, operation, duration=options.duration, max_count=options.max_count,
-                             cpu_probe=cpu, warmup=options.warmup if warmup is None else warmup)
+                             cpu_probe=cpu, counters=counters, warmup=options.warmup if warmup is None else warmup)
     return run.add(result, workers=workers)
 
 
@@ -252,7 +392,7 @@ def _engine(app: Any) -> Any:
     return create_engine(app.config["SQLALCHEMY_DATABASE_URI"])
 
 
-def _redis_footprint(run: Run, target: Target, prefix: str) -> None:
+def _redis_footprint(run: Run, target: Target, services: Services) -> None:
     """Redis memory by key family, with a few fresh interactions (finished ones are consumed)."""
     import redis
     import requests
@@ -261,31 +401,38 @@ def _redis_footprint(run: Run, target: Target, prefix: str) -> None:
         _verifier, challenge = flows.pkce()
         requests.get(target.base_url + "/authorize", params=flows.authorization_params(target, challenge),
                      allow_redirects=False, timeout=30)
-    client = redis.Redis.from_url(infra.REDIS_URL)
+    client = redis.Redis.from_url(services.redis_url)
     try:
-        run.facts["redis"] = measure.redis_footprint(client, prefix)
+        run.facts["redis"] = measure.redis_footprint(client, services.prefix)
     finally:
         client.close()
 
 
 # --- pure argon2id -----------------------------------------------------------------------------
-def _run_hash_rate(run: Run) -> None:
+def _run_hash_rate(run: Run, cores: infra.Cores) -> None:
+    """argon2id alone, servers stopped: one process on the server's core (the CPU of one verification,
+    the denominator of the login ratios), one per core (the machine's rate), and Keycloak's parameters."""
     argon = run.facts.get("argon2", {"time_cost": 2, "memory_kib": 19 * 1024, "parallelism": 1})
-    cores = os.cpu_count() or 1
     print("argon2id alone:", flush=True)
-    rates = {}
-    for processes in sorted({1, cores}):
-        rates[processes] = measure.argon2_rate(time_cost=argon["time_cost"], memory_cost=argon["memory_kib"],
-                                               parallelism=argon["parallelism"], processes=processes,
-                                               seconds=run.options.hash_seconds)
-        print(f"  {processes} process(es): {rates[processes]['per_s']}/s", flush=True)
-    run.facts["argon2_rate"] = {str(k): v for k, v in rates.items()}
+    rates: dict[str, Any] = {}
+    plans = [("1", argon, 1, cores.server), (str(len(cores.all)), argon, len(cores.all), cores.all)]
+    if run.options.keycloak_argon2:
+        plans.append(("keycloak-1", KEYCLOAK_ARGON2, 1, cores.server))
+    for key, params, processes, on in plans:
+        if key in rates:
+            continue
+        rates[key] = measure.argon2_rate(time_cost=params["time_cost"], memory_cost=params["memory_kib"],
+                                         parallelism=params["parallelism"], processes=processes,
+                                         seconds=run.options.hash_seconds, cores=on if cores.pinned else None)
+        print(f"  {key}: {rates[key]['per_s']}/s, {rates[key]['cpu_ms_per_hash']} ms CPU per hash", flush=True)
+    run.facts["argon2_rate"] = rates
 
 
 # --- the peer ----------------------------------------------------------------------------------
-def _run_peer(run: Run) -> None:
+def _run_peer(run: Run, services: Services) -> None:
     options = run.options
-    peer = infra.PeerServer(infra.free_port(), options.out / "peer.log").start()
+    peer = infra.PeerServer(infra.free_port(), options.out / "peer.log", redis_url=services.redis_url,
+                            prefix=services.prefix + "peer:", cores=services.cores).start()
     try:
         target = Target("oidc-provider", peer.url, peer.client_id, peer.client_secret, userinfo_path="/me")
         users = [VirtualUser(index=i) for i in range(options.users)]
@@ -293,7 +440,7 @@ def _run_peer(run: Run) -> None:
         for user, token in zip(users, minted["refresh_tokens"], strict=True):
             user.refresh_token = token
         print(f"node oidc-provider (1 process), {len(users)} users:", flush=True)
-        go = partial(_closed, run, "oidc-provider", users, peer.cpu_seconds)
+        go = partial(_closed, run, "oidc-provider", users, peer.cpu_seconds, None)
         if "refresh" in options.workloads:
             go("refresh grant", partial(flows.refresh, target))
         if "code" in options.workloads:

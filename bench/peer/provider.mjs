@@ -2,18 +2,18 @@
 //
 // RS256 ID tokens (a 2048-bit RSA key, like the IdP's), one confidential client authenticating with
 // client_secret_basic, authorization code + PKCE S256, refresh tokens rotated on every use (the IdP
-// rotates too), opaque access tokens. Storage is oidc-provider's in-process memory adapter: the IdP
-// keeps codes and access tokens in Redis and refresh tokens in PostgreSQL, so the peer pays no
-// network round trip for its storage (the report says so next to the ratios).
+// rotates too), opaque access tokens. Storage is Redis (adapter below): the IdP keeps codes and
+// access tokens in Redis and refresh tokens in PostgreSQL, so both pay round trips to their stores.
 //
 // Only for the benchmark: it listens on 127.0.0.1, and /_bench/mint creates authorization codes and
 // refresh tokens directly (the peer has no login pages here), so that the token endpoint can be
 // measured on both providers with the same load generator.
 //
-// Environment: PEER_PORT, PEER_CLIENT_SECRET, PEER_REDIRECT_URI.
+// Environment: PEER_PORT, PEER_CLIENT_SECRET, PEER_REDIRECT_URI, PEER_REDIS_URL, PEER_REDIS_PREFIX.
 import crypto from 'node:crypto';
 import http from 'node:http';
 
+import Redis from 'ioredis';
 import Provider from 'oidc-provider';
 
 const port = Number(process.env.PEER_PORT || 3999);
@@ -25,41 +25,68 @@ if (!clientSecret) {
   throw new Error('PEER_CLIENT_SECRET is required');
 }
 
-// The oidc-provider adapter interface (lib/adapters/memory_adapter.js) on an unbounded Map; expiry is
-// left to oidc-provider's own checks (the run is bounded in time and count).
-const store = new Map();
-class MapAdapter {
+// Storage: oidc-provider's adapter interface on Redis, in the shape its documentation gives for
+// production (docs "adapter" and example/adapters/redis.js; written here, not copied): one JSON string
+// per model instance (a hash for the consumable ones, so that consume() only sets a field), expiry by
+// Redis TTL, a list per grant that revokeByGrantId() deletes, writes in one MULTI. Like the IdP, each
+// operation pays a round trip to its store.
+const redis = new Redis(process.env.PEER_REDIS_URL || 'redis://127.0.0.1:6379/0',
+  { keyPrefix: process.env.PEER_REDIS_PREFIX || 'oidc:', enableAutoPipelining: false });
+const grantable = new Set(['AccessToken', 'AuthorizationCode', 'RefreshToken', 'DeviceCode',
+  'BackchannelAuthenticationRequest']);
+const consumable = new Set(['AuthorizationCode', 'RefreshToken', 'DeviceCode', 'BackchannelAuthenticationRequest']);
+
+class RedisAdapter {
   constructor(name) { this.name = name; }
 
   key(id) { return `${this.name}:${id}`; }
 
-  async upsert(id, payload) {
-    store.set(this.key(id), payload);
-    if (payload.grantId) {
+  async upsert(id, payload, expiresIn) {
+    const key = this.key(id);
+    const tx = redis.multi();
+    if (consumable.has(this.name)) tx.hset(key, 'payload', JSON.stringify(payload));
+    else tx.set(key, JSON.stringify(payload));
+    if (expiresIn) tx.expire(key, expiresIn);
+    if (grantable.has(this.name) && payload.grantId) {
       const grantKey = `grant:${payload.grantId}`;
-      if (!store.has(grantKey)) store.set(grantKey, []);
-      store.get(grantKey).push(this.key(id));
+      tx.rpush(grantKey, key);
+      // The grant list lives as long as its longest-lived member (one TTL read, as documented).
+      if (expiresIn > await redis.ttl(grantKey)) tx.expire(grantKey, expiresIn);
     }
-    if (payload.userCode) store.set(`userCode:${payload.userCode}`, id);
-    if (payload.uid) store.set(`uid:${payload.uid}`, id);
+    for (const [field, prefix] of [['userCode', 'userCode'], ['uid', 'uid']]) {
+      if (payload[field]) tx.set(`${prefix}:${payload[field]}`, id, 'EX', expiresIn);
+    }
+    await tx.exec();
   }
 
-  async find(id) { return store.get(this.key(id)); }
-
-  async findByUserCode(userCode) { return this.find(store.get(`userCode:${userCode}`)); }
-
-  async findByUid(uid) { return this.find(store.get(`uid:${uid}`)); }
-
-  async consume(id) {
-    const found = store.get(this.key(id));
-    if (found) found.consumed = Math.floor(Date.now() / 1000);
+  async find(id) {
+    if (!id) return undefined;
+    if (!consumable.has(this.name)) {
+      const raw = await redis.get(this.key(id));
+      return raw ? JSON.parse(raw) : undefined;
+    }
+    const { payload, ...fields } = await redis.hgetall(this.key(id));
+    if (!payload) return undefined;
+    const found = JSON.parse(payload);
+    if (fields.consumed) found.consumed = Number(fields.consumed);
+    return found;
   }
 
-  async destroy(id) { store.delete(this.key(id)); }
+  async findByUserCode(userCode) { return this.find(await redis.get(`userCode:${userCode}`)); }
+
+  async findByUid(uid) { return this.find(await redis.get(`uid:${uid}`)); }
+
+  async consume(id) { await redis.hset(this.key(id), 'consumed', Math.floor(Date.now() / 1000)); }
+
+  async destroy(id) { await redis.del(this.key(id)); }
 
   async revokeByGrantId(grantId) {
-    for (const key of store.get(`grant:${grantId}`) || []) store.delete(key);
-    store.delete(`grant:${grantId}`);
+    const grantKey = `grant:${grantId}`;
+    const members = await redis.lrange(grantKey, 0, -1);
+    const tx = redis.multi();
+    for (const member of members) tx.del(member);
+    tx.del(grantKey);
+    await tx.exec();
   }
 }
 
@@ -67,7 +94,7 @@ const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 }
 const signingKey = { ...privateKey.export({ format: 'jwk' }), kid: 'peer-rs256', alg: 'RS256', use: 'sig' };
 
 const provider = new Provider(issuer, {
-  adapter: MapAdapter,
+  adapter: RedisAdapter,
   clients: [{
     client_id: clientId,
     client_secret: clientSecret,
@@ -118,7 +145,7 @@ async function mint(url) {
   const verifier = crypto.randomBytes(32).toString('base64url');
   const now = Math.floor(Date.now() / 1000);
   const made = { code_verifier: verifier, codes: [], refresh_tokens: [] };
-  for (let i = 0; i < codes + refresh; i += 1) {
+  const one = async (i) => {
     const accountId = `account-${i % 1000}`;
     const grant = new provider.Grant({ accountId, clientId });
     grant.addOIDCScope('openid email offline_access');
@@ -131,11 +158,17 @@ async function mint(url) {
       const code = new provider.AuthorizationCode({
         ...common, redirectUri, codeChallenge: s256(verifier), codeChallengeMethod: 'S256', nonce: `n${i}`,
       });
-      made.codes.push(await code.save());
+      made.codes[i] = await code.save();
     } else {
       const token = new provider.RefreshToken({ ...common, gty: 'authorization_code', iiat: now, rotations: 0 });
-      made.refresh_tokens.push(await token.save());
+      made.refresh_tokens[i - codes] = await token.save();
     }
+  };
+  // Batches of concurrent saves: the store is a network round trip away.
+  for (let start = 0; start < codes + refresh; start += 200) {
+    const batch = [];
+    for (let i = start; i < Math.min(start + 200, codes + refresh); i += 1) batch.push(one(i));
+    await Promise.all(batch);
   }
   return made;
 }

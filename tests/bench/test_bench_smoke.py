@@ -47,7 +47,32 @@ def test_smoke_run_writes_both_reports(tmp_path, postgres_url, redis_server):
         assert by_name[name]["latency"]["p95_ms"] > 0
         assert by_name[name]["server_cpu_s"] > 0
     assert {"session", "interaction"} <= set(data["facts"]["redis"])
-    assert all(rate["per_s"] > 0 for rate in data["facts"]["argon2_rate"].values())
-    assert any(t["target"].startswith("refresh grants") for t in data["targets"])
+    assert all(rate["per_s"] > 0 and rate["cpu_ms_per_hash"] > 0 for rate in data["facts"]["argon2_rate"].values())
+    # The stores' work per operation: a refresh writes its successor token (PostgreSQL) and its access token (Redis).
+    stores = by_name["refresh grant"]["extra"]["stores_per_op"]
+    assert stores["pg_rows_inserted"] > 0 and stores["pg_commits"] > 0 and stores["redis_commands"] > 0
+    # The ratios of issue 15 under their stable keys; the smoke run measures discovery per CPU-second.
+    ratio = data["ratios"]["discovery_per_cpu"]
+    assert ratio["value"] > 0 and ratio["target"] == 5000 and isinstance(ratio["met"], bool)
     markdown = (out / "report.md").read_text()
-    assert "## Targets (issue 8)" in markdown and "## Redis memory" in markdown
+    assert "## Targets (issue 15)" in markdown and "## Redis memory" in markdown
+    assert "## What one operation costs the stores" in markdown
+
+
+def test_ratios_compare_cpu_to_cpu_and_mark_each_target():
+    from bench.load import Result
+    from bench.report import ratios
+
+    def result(target, name, completed, cpu_s, per_s=100.0, **extra):
+        return Result(name=name, target=target, users=2, completed=completed, errors=0, elapsed_s=1.0, per_s=per_s,
+                      latency=summary([0.01]), steps={}, server_cpu_s=cpu_s, generator_cpu_s=0.0, extra=extra)
+
+    results = [result("idp 1w", "login (e-mail code)", 10, 0.3, hash_cpu_ms=20.0),  # 30 ms per login
+               result("idp 1w", "refresh grant", 100, 0.2, per_s=400.0),  # 500 per CPU-s
+               result("oidc-provider", "refresh grant", 100, 0.05),  # 2000 per CPU-s
+               result("idp 2w", "refresh grant", 100, 0.2, per_s=760.0)]
+    found = ratios(results, {"argon2_rate": {"1": {"cpu_ms_per_hash": 99.0}}})
+    assert found["login_cpu_per_hash"]["value"] == 1.5 and found["login_cpu_per_hash"]["met"] is True
+    assert found["refresh_vs_peer_per_cpu"]["value"] == 0.25 and found["refresh_vs_peer_per_cpu"]["met"] is False
+    assert found["scaling_2w_over_1w"]["value"] == 1.9 and found["scaling_2w_over_1w"]["met"] is True
+    assert "code_vs_peer_per_cpu" not in found  # not measured: absent, never a made-up value
