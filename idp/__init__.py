@@ -94,7 +94,8 @@ def _init_storage(app: Flask, settings: Settings, redis_client: Any) -> None:
     db.init_app(app)
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(__file__), "migrations"),
                      render_as_batch=True, compare_type=True)
-    app.extensions["idp.redis"] = redis_client if redis_client is not None else make_redis(settings.redis_url)
+    app.extensions["idp.redis"] = redis_client if redis_client is not None else make_redis(settings.redis_url,
+                                                                                              settings)
     if settings.database_url.startswith("sqlite"):
         with app.app_context():
             _sqlite_pragmas(db.engine)

@@ -59,3 +59,10 @@ def redis_client() -> redis.Redis:
 def rkey(*parts: Any) -> str:
     """A Redis key under the configured prefix: ``rkey("code", tx)`` -> ``idp:code:<tx>``."""
     return settings().redis_prefix + ":".join(str(p) for p in parts)
+
+
+def hashtag(value: Any) -> str:
+    """``{value}``: the Redis Cluster hash tag of a key part. Keys that one script or MULTI touches together
+    carry the same tag (the account, the code digest, the quota subject...), so they share one hash slot
+    and the script runs unchanged on a cluster: ``rkey("fail", "pwd", hashtag(account_id))``."""
+    return "{" + str(value).replace("{", "").replace("}", "") + "}"

@@ -56,8 +56,25 @@ class Settings:
     )
     database_url: str = _doc("SQLAlchemy URL; SQLite file instance/idp.sqlite3 by default, PostgreSQL in production.",
                              default="sqlite:///idp.sqlite3")
-    redis_url: str = _doc("redis:// URL; memory:// is an in-process fakeredis for development and unit tests.",
-                          default="memory://")
+    redis_url: str = _doc(
+        "memory:// (in-process fakeredis, development and unit tests), redis://[:password@]host:port/db, "
+        "rediss:// (TLS), redis+sentinel://[:password@]h1:26379,h2:26379/MASTER/DB (Sentinel-managed primary; "
+        "the password is the data nodes'), redis+cluster://[:password@]h1:7000,h2:7001 (Redis Cluster, any seeds).",
+        default="memory://")
+    redis_tls_ca_file: str = _doc("PEM CA bundle that signs the Redis servers' certificates (rediss://, and "
+                                  "TLS Sentinel/Cluster); empty: the system store.", default="")
+    redis_tls_cert_file: str = _doc("Client certificate (PEM) presented to Redis over TLS (mutual TLS).", default="")
+    redis_tls_key_file: str = _doc("Private key (PEM) of redis_tls_cert_file.", default="")
+    redis_tls: bool = _doc("TLS to the data nodes of redis+sentinel:// and redis+cluster:// URLs (rediss:// "
+                           "already means TLS).", default=False)
+    redis_sentinel_password: str = _doc("Password of the Sentinel processes themselves (redis+sentinel://).",
+                                        default="")
+    redis_sentinel_tls: bool = _doc("TLS to the Sentinel processes.", default=False)
+    redis_wait_replicas: int = _doc(
+        "Replicas that must acknowledge a security write (failure counter, lock, code quota, used code) before "
+        "the guarded action goes on (Redis WAIT); 0: no wait (one server). Unacknowledged: the action fails "
+        "closed (503), so a failover never forgets a counted guess.", default=0)
+    redis_wait_timeout: int = _doc("Milliseconds to wait for those acknowledgements.", default=500)
     redis_prefix: str = _doc("Prefix of every Redis key (lets several deployments or test runs share a server).",
                              default="idp:")
     log_level: str = _doc("Python logging level name.", default="INFO")
@@ -252,10 +269,11 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
     return settings
 
 
+REDIS_SCHEMES = ("memory://", "redis://", "rediss://", "unix://", "redis+sentinel://", "redis+cluster://")
 _LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 # Counts where zero is meaningful (no proxy in front, no retry); every other number must be positive.
-_MAY_BE_ZERO = frozenset({"proxy_hops", "rfi_retries"})
+_MAY_BE_ZERO = frozenset({"proxy_hops", "rfi_retries", "redis_wait_replicas"})
 
 
 def validate(s: Settings) -> None:
@@ -271,8 +289,11 @@ def validate(s: Settings) -> None:
         raise SettingsError("IDP_ISSUER", f"must be an absolute URL without a trailing slash, got {s.issuer!r}")
     if s.rfi_backend == "http" and not s.rfi_url.startswith(("http://", "https://")):
         raise SettingsError("IDP_RFI_URL", "is required with IDP_RFI_BACKEND=http")
-    if not s.redis_url.startswith(("memory://", "redis://", "rediss://", "unix://")):
-        raise SettingsError("IDP_REDIS_URL", f"must be memory://, redis:// or rediss://, got {s.redis_url!r}")
+    if not s.redis_url.startswith(REDIS_SCHEMES):
+        raise SettingsError("IDP_REDIS_URL", "must be memory://, redis://, rediss://, redis+sentinel:// or "
+                                             f"redis+cluster://, got {s.redis_url.split('@')[-1]!r}")
+    if "{" in s.redis_prefix or "}" in s.redis_prefix:
+        raise SettingsError("IDP_REDIS_PREFIX", "must not contain { or } (they are Redis Cluster hash tags)")
     host = urlsplit(s.issuer).hostname or ""
     if not s.is_production and s.issuer.startswith("https://") and host not in _LOCAL_HOSTS:
         # A forgotten IDP_ENV must not expose the development mailbox, demo RP and clock file on a real host.

@@ -193,9 +193,15 @@ def app_config() -> dict[str, Any]:
 
 @pytest.fixture
 def app(tmp_path: Any, clock: FrozenClock, mailbox: Mailbox, app_config: dict[str, Any]) -> Iterator[Any]:
-    """The IdP on a fresh SQLite file and an in-process fakeredis."""
+    """The IdP on a fresh SQLite file and an in-process fakeredis that refuses, as a Redis Cluster does, a
+    script or MULTI whose keys span several hash slots (tests/redis/slots.py)."""
+    import fakeredis
+
+    from tests.redis.slots import SlotCheckingRedis
+
     config = base_config(clock, mailbox, database_url=f"sqlite:///{tmp_path}/idp.sqlite3",
                          redis_url="memory://", **app_config)
+    config.setdefault("redis", SlotCheckingRedis(server=fakeredis.FakeServer()))
     application = create_app(config)
     with application.app_context():
         db.create_all()

@@ -86,21 +86,21 @@ def request_reset(nir_text: str) -> ResetMail | None:
     forget_links(account.id)
     ttl = s.password_reset_ttl
     record = {"account_id": account.id, "exp": timestamp(clock().now()) + ttl}
+    # Indexed first, then live (the link and the account's index are in different hash slots): a
+    # forget_links() running in between cannot miss a live link.
     pipe = redis_client().pipeline(transaction=True)
-    pipe.set(_key(token), json.dumps(record), ex=ttl + 60)
     pipe.sadd(_index(account.id), hash_token(token))
     pipe.expire(_index(account.id), ttl + 60)
     pipe.execute()
+    redis_client().set(_key(token), json.dumps(record), ex=ttl + 60)
     audit.record("password_reset.requested", account_id=account.id, outcome="accepted")
     return ResetMail(account.id, account.email, token, quota.ticket)
 
 
 def _withdraw(mail: ResetMail) -> None:
     """Withdraw only this mail's link (a newer link, delivered meanwhile, stays usable)."""
-    pipe = redis_client().pipeline(transaction=True)
-    pipe.delete(_key(mail.token))
-    pipe.srem(_index(mail.account_id), hash_token(mail.token))
-    pipe.execute()
+    redis_client().delete(_key(mail.token))  # dead first, then unindexed (two hash slots)
+    redis_client().srem(_index(mail.account_id), hash_token(mail.token))
 
 
 def deliver(mail: ResetMail) -> None:

@@ -77,7 +77,7 @@ class SessionStore:
         ids = [i.decode() if isinstance(i, bytes) else i for i in redis_client().smembers(index)]
         if not ids:
             return
-        pipe = redis_client().pipeline()
+        pipe = redis_client().pipeline(transaction=False)  # sessions live in many hash slots
         for session_id in ids:
             pipe.exists(self._key(session_id))
         dead = [session_id for session_id, alive in zip(ids, pipe.execute(), strict=True) if not alive]

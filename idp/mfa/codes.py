@@ -24,7 +24,7 @@ from idp.crypto import constant_time_equal, lookup_hmac
 from idp.extensions import clock, redis_client, rkey, settings
 from idp.mfa import limits
 from idp.notify.mail import MailNotSent, send_mail
-from idp.redis_store import script
+from idp.redis_store import durable
 
 if TYPE_CHECKING:
     from idp.accounts.models import Account
@@ -115,7 +115,7 @@ def send_code(transaction_id: str, account: Account) -> SentCode:
 
 
 def _consume(transaction_id: str, record: str) -> bool:
-    return bool(int(script(_CONSUME)(keys=[_key(transaction_id)], args=[record])))
+    return bool(int(durable(_CONSUME, keys=[_key(transaction_id)], args=[record])))
 
 
 def _load(transaction_id: str) -> tuple[str, dict[str, object]] | None:

@@ -20,8 +20,8 @@ from datetime import UTC, datetime
 
 from idp.clock import timestamp
 from idp.crypto import new_token
-from idp.extensions import clock, redis_client, rkey, settings
-from idp.redis_store import script
+from idp.extensions import clock, hashtag, redis_client, rkey, settings
+from idp.redis_store import durable, script
 
 # Reserve one attempt BEFORE the guess is checked, so that parallel requests cannot all be checked
 # before the lock is set. KEYS[1] = this kind's hash {count, lock_until}; KEYS[2] = the other kind's hash
@@ -162,7 +162,12 @@ class RateSlot:
 
 
 def _failure_key(kind: str, account_id: str) -> str:
-    return rkey("fail", kind, account_id)
+    return rkey("fail", kind, hashtag(account_id))
+
+
+def _quota_keys(name: str, subject: str) -> list[str]:
+    """The quota's used units and its block, in one slot (the subject's)."""
+    return [rkey("quota", name, hashtag(subject)), rkey("quota-block", name, hashtag(subject))]
 
 
 def _other_kind(kind: str) -> str:
@@ -176,9 +181,9 @@ def reserve_attempt(kind: str, account_id: str) -> Attempt:
     guess is wrong (nothing more to record); :func:`reset_failures` after a success, :func:`release_attempt`
     when no guess was checked after all."""
     s = settings()
-    reply = script(_RESERVE)(keys=[_failure_key(kind, account_id), _failure_key(_other_kind(kind), account_id)],
-                             args=[timestamp(clock().now()), s.max_failed_attempts, s.lockout_duration,
-                                   s.lockout_duration + 86400])
+    reply = durable(_RESERVE, keys=[_failure_key(kind, account_id), _failure_key(_other_kind(kind), account_id)],
+                    args=[timestamp(clock().now()), s.max_failed_attempts, s.lockout_duration,
+                          s.lockout_duration + 86400])
     return Attempt.from_reply(reply)
 
 
@@ -230,14 +235,14 @@ def reset_failures(kind: str, account_id: str) -> None:
 def unlock_account(account_id: str) -> None:
     """Operator action (``idp accounts unlock``): clear both counters, their locks and the code quota."""
     redis_client().delete(_failure_key("pwd", account_id), _failure_key("code", account_id),
-                          rkey("quota", "code", account_id), rkey("quota-block", "code", account_id))
+                          *_quota_keys("code", account_id))
 
 
 def take_quota(name: str, subject: str, *, quota: int, window: int, block: int) -> QuotaResult:
     """Use one unit of a sliding-window quota; passing it blocks further requests for ``block`` s."""
     ticket = new_token(9)
-    reply = script(_QUOTA)(keys=[rkey("quota", name, subject), rkey("quota-block", name, subject)],
-                   args=[timestamp(clock().now()), window, quota, block, ticket, window + 60])
+    reply = durable(_QUOTA, keys=_quota_keys(name, subject),
+                    args=[timestamp(clock().now()), window, quota, block, ticket, window + 60])
     allowed = bool(int(reply[0]))
     until = datetime.fromtimestamp(int(reply[2]), UTC) if int(reply[2]) else None
     return QuotaResult(allowed, int(reply[1]), until, ticket if allowed else None)
@@ -245,12 +250,12 @@ def take_quota(name: str, subject: str, *, quota: int, window: int, block: int) 
 
 def give_back_quota(name: str, subject: str, ticket: str) -> None:
     """Return a unit taken by :func:`take_quota` (the action it paid for did not happen)."""
-    redis_client().zrem(rkey("quota", name, subject), ticket)
+    redis_client().zrem(_quota_keys(name, subject)[0], ticket)
 
 
 def quota_block(name: str, subject: str) -> datetime | None:
     """When requests for this quota are blocked, until when."""
-    until = int(redis_client().get(rkey("quota-block", name, subject)) or 0)
+    until = int(redis_client().get(_quota_keys(name, subject)[1]) or 0)
     return datetime.fromtimestamp(until, UTC) if until > timestamp(clock().now()) else None
 
 
@@ -266,7 +271,7 @@ def take_rate(name: str, subject: str, *, window: int, limit: int) -> RateSlot:
     Refused (nothing counted) once ``limit`` units are used in the window; keep the unit when the action
     counts (a failure), give it back with :func:`give_back_rate` when it does not."""
     key = rkey("rate", name, subject, timestamp(clock().now()) // window)
-    allowed = bool(int(script(_TAKE_RATE)(keys=[key], args=[window + 60, limit])))
+    allowed = bool(int(durable(_TAKE_RATE, keys=[key], args=[window + 60, limit])))
     return RateSlot(allowed, key if allowed else None)
 
 

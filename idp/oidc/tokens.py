@@ -17,7 +17,7 @@
 
 The token endpoint is the hot path: a refresh is one claiming ``UPDATE ... RETURNING`` (which also
 reads the owner's account status), one ``INSERT`` of the successor and one commit; an access token is
-one Redis script. These use Core statements and plain values, never ORM objects that a commit would
+one pipelined Redis round trip. These use Core statements and plain values, never ORM objects that a commit would
 expire and reload.
 """
 
@@ -29,28 +29,18 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any, cast
 
-from flask import current_app
-from redis.commands.core import Script
 from sqlalchemy import Table, bindparam, insert, literal_column, select, update
 
 from idp.clock import timestamp
 from idp.crypto import hash_token, new_token
-from idp.extensions import clock, db, redis_client, rkey
+from idp.extensions import clock, db, hashtag, redis_client, rkey
 from idp.oidc.clients import get_client
 from idp.oidc.keys import aware
 from idp.oidc.models import Client, RefreshToken
+from idp.redis_store import durable, script
 
 USED_CODE_TTL = 24 * 3600  # how long a redeemed code is remembered (replay detection)
 _REFRESH = cast("Table", RefreshToken.__table__)  # Core statements on the hot path
-
-
-def _script(source: str) -> Script:
-    """The application's Redis client's script object for ``source`` (made once per app: no hashing per call)."""
-    scripts: dict[str, Script] = current_app.extensions.setdefault("idp.oidc.scripts", {})
-    script = scripts.get(source)
-    if script is None:
-        script = scripts[source] = redis_client().register_script(source)
-    return script
 
 
 @dataclass(kw_only=True)
@@ -111,10 +101,15 @@ class AuthorizationCode:
         return EndUser(**self.user)
 
 
+def _code_keys(digest: str) -> list[str]:
+    """A code and its "used" marker, in one slot (the code digest's)."""
+    return [rkey("code", hashtag(digest)), rkey("code-used", hashtag(digest))]
+
+
 def save_code(code: str, record: AuthorizationCode) -> None:
     """Store a new code (single use)."""
     ttl = max(1, record.expires_at - timestamp(clock().now())) + 60
-    redis_client().set(rkey("code", hash_token(code)), json.dumps(asdict(record)), ex=ttl)
+    redis_client().set(_code_keys(hash_token(code))[0], json.dumps(asdict(record)), ex=ttl)
 
 
 # Replay of a used code by the client it was issued to: flag the marker (only if it exists: junk codes
@@ -155,8 +150,7 @@ def redeem_code(code: str, client_id: str) -> AuthorizationCode | None:
     by that client revokes what the first one issued. Another client's presentation of a live or used code
     changes nothing (no code burnt, no revocation)."""
     digest = hash_token(code)
-    raw = _script(_TAKE_CODE)(keys=[rkey("code", digest), rkey("code-used", digest)],
-                              args=[USED_CODE_TTL, client_id])
+    raw = durable(_TAKE_CODE, keys=_code_keys(digest), args=[USED_CODE_TTL, client_id])
     if isinstance(raw, int):  # another client's code, left untouched
         return None
     if raw is None:
@@ -185,8 +179,7 @@ def give_back_code(code: str, record: AuthorizationCode) -> bool:
     if remaining <= 0:
         return False
     digest = hash_token(code)
-    return bool(_script(_GIVE_BACK_CODE)(keys=[rkey("code", digest), rkey("code-used", digest)],
-                                         args=[json.dumps(asdict(record)), remaining + 60]))
+    return bool(script(_GIVE_BACK_CODE)(keys=_code_keys(digest), args=[json.dumps(asdict(record)), remaining + 60]))
 
 
 def forget_access_token(access_token: str) -> None:
@@ -199,8 +192,8 @@ def remember_code_issue(code: str, access_token: str, family_id: str | None) -> 
 
     Returns True when it had to be revoked."""
     access = hash_token(access_token)
-    replayed = _script(_RECORD_ISSUE)(
-        keys=[rkey("code-used", hash_token(code))], args=[access, family_id or "", USED_CODE_TTL])
+    replayed = script(_RECORD_ISSUE)(
+        keys=_code_keys(hash_token(code))[1:], args=[access, family_id or "", USED_CODE_TTL])
     if not replayed:
         return False
     _revoke_issued(access, family_id)
@@ -211,7 +204,7 @@ def revoke_code_issue(code_digest: str, client_id: str) -> bool:
     """A code replayed by the client it was issued to: flag it and revoke the access token and the refresh
     family it issued (a first exchange still running revokes them itself when it records them); True if
     the code was known (and that client's)."""
-    reply = _script(_FLAG_REPLAY)(keys=[rkey("code-used", code_digest)], args=[client_id])
+    reply = script(_FLAG_REPLAY)(keys=_code_keys(code_digest)[1:], args=[client_id])
     if not reply:
         return False
     items = [v.decode() if isinstance(v, bytes) else str(v) for v in reply]
@@ -281,19 +274,6 @@ class AccessToken:
         return get_client(self.client_id)
 
 
-# Store an access token and add it to its index sets (account, and family if any), each set kept at least
-# as long as its longest-lived member: one atomic step, so a token is never live without being indexed
-# (a revocation by account or family always finds it).
-_STORE_ACCESS = """
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-for i = 2, #KEYS do
-  redis.call('SADD', KEYS[i], ARGV[3])
-  if redis.call('TTL', KEYS[i]) < tonumber(ARGV[2]) then redis.call('EXPIRE', KEYS[i], ARGV[2]) end
-end
-return 1
-"""
-
-
 def store_access_token(token: str, *, client: Client, scope: str, user: EndUser, expires_in: int,
                        family_id: str | None) -> AccessToken:
     """Save a new access token under its hash (indexed by family and by account for revocation)."""
@@ -301,11 +281,23 @@ def store_access_token(token: str, *, client: Client, scope: str, user: EndUser,
     record = AccessToken(digest=hash_token(token), client_id=client.client_id, scope=scope, issued_at=now,
                          expires_at=now + expires_in, user=user.auth(), family_id=family_id)
     data = {k: v for k, v in asdict(record).items() if k != "digest"}
-    keys = [rkey("at", record.digest), rkey("at-account", user.account_id)]
-    if family_id:
-        keys.append(rkey("at-family", family_id))
-    _script(_STORE_ACCESS)(keys=keys, args=[json.dumps(data), expires_in + 60, record.digest])
+    ttl = expires_in + 60
+    # The token and its index sets (account, family) live in different hash slots, so this is one pipelined
+    # round trip rather than one script. Revocations never remove an index member (the sets expire with
+    # their longest-lived member: EXPIRE NX then GT), so a token is always found by a revocation that runs
+    # after this step, whatever order a cluster applies these commands in.
+    pipe = redis_client().pipeline(transaction=False)
+    pipe.set(rkey("at", record.digest), json.dumps(data), ex=ttl)
+    for index in _access_indexes(user.account_id, family_id):
+        pipe.sadd(index, record.digest)
+        pipe.expire(index, ttl, nx=True)
+        pipe.expire(index, ttl, gt=True)
+    pipe.execute()
     return record
+
+
+def _access_indexes(account_id: str, family_id: str | None) -> list[str]:
+    return [rkey("at-account", account_id)] + ([rkey("at-family", family_id)] if family_id else [])
 
 
 def find_access_token(token: str) -> AccessToken | None:
@@ -444,10 +436,7 @@ def revoke_family(family_id: str) -> None:
                                   .order_by(RefreshToken.id).with_for_update()))
     db.session.execute(update(RefreshToken).where(RefreshToken.id.in_(ids)).values(revoked=True))
     db.session.commit()
-    members = redis_client().smembers(rkey("at-family", family_id))
-    for digest in members:
-        redis_client().delete(rkey("at", digest.decode() if isinstance(digest, bytes) else digest))
-    redis_client().delete(rkey("at-family", family_id))
+    _revoke_indexed(rkey("at-family", family_id))
 
 
 def revoke_all_for_account(account_id: str) -> int:
@@ -457,12 +446,15 @@ def revoke_all_for_account(account_id: str) -> int:
                                 .where(RefreshToken.account_id == account_id, RefreshToken.revoked.is_(False))
                                 .values(revoked=True))
     db.session.commit()
-    index = rkey("at-account", account_id)
+    _revoke_indexed(rkey("at-account", account_id))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _revoke_indexed(index: str) -> None:
+    """Delete every access token of an index set; the set itself is left to expire (see store_access_token)."""
     digests = [d.decode() if isinstance(d, bytes) else d for d in redis_client().smembers(index)]
     if digests:
         redis_client().delete(*(rkey("at", d) for d in digests))
-        redis_client().srem(index, *digests)
-    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def predates_password(auth_time: int | None, password_changed_at: datetime | None) -> bool:
