@@ -3,7 +3,9 @@
 Scopes map to claims as FranceConnect expects them: ``profile`` -> given_name (all first names),
 family_name (birth name), preferred_username (usage name); ``email`` -> email, email_verified;
 ``birth`` -> birthdate, birthplace, birthcountry; ``identite_pivot`` -> the pivot identity (given_name,
-family_name, birthdate, gender, birthplace, birthcountry). Identities come from the RFI; the NIR
+family_name, birthdate, gender, birthplace, birthcountry); FranceConnect's one-claim scopes
+(``given_name``, ``family_name``, ``birthdate``, ``gender``, ``birthplace``, ``birthcountry``,
+``preferred_username``) give that claim. Identities come from the RFI; the NIR
 is only used to look the identity up and never leaves this module.
 """
 
@@ -20,6 +22,9 @@ SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
     "email": ("email", "email_verified"),
     "birth": ("birthdate", "birthplace", "birthcountry"),
     "identite_pivot": ("given_name", "family_name", "birthdate", "gender", "birthplace", "birthcountry"),
+    # FranceConnect's one-claim scopes (what FC and FC+ ask an identity provider for).
+    **{name: (name,) for name in ("given_name", "family_name", "birthdate", "gender", "birthplace", "birthcountry",
+                                  "preferred_username")},
 }
 SUPPORTED_CLAIMS = sorted({"sub", *(c for claims in SCOPE_CLAIMS.values() for c in claims)})
 

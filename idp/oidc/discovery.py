@@ -10,6 +10,7 @@ from idp.oidc.authorize import ACR_LEVELS
 from idp.oidc.claims import SUPPORTED_CLAIMS
 from idp.oidc.keys import ALGORITHMS
 from idp.oidc.models import AUTH_METHODS
+from idp.oidc.registration import ENCRYPTION_ALGS, ENCRYPTION_ENCS
 from idp.oidc.server import SCOPES
 
 
@@ -32,8 +33,10 @@ def metadata() -> dict[str, Any]:
         "subject_types_supported": ["pairwise", "public"],
         "id_token_signing_alg_values_supported": list(ALGORITHMS),
         "userinfo_signing_alg_values_supported": list(ALGORITHMS),
-        "userinfo_encryption_alg_values_supported": ["RSA-OAEP-256", "ECDH-ES"],
-        "userinfo_encryption_enc_values_supported": ["A256GCM"],
+        "id_token_encryption_alg_values_supported": list(ENCRYPTION_ALGS),
+        "id_token_encryption_enc_values_supported": list(ENCRYPTION_ENCS),
+        "userinfo_encryption_alg_values_supported": list(ENCRYPTION_ALGS),
+        "userinfo_encryption_enc_values_supported": list(ENCRYPTION_ENCS),
         "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
         "token_endpoint_auth_signing_alg_values_supported": list(ALGORITHMS),
         "revocation_endpoint_auth_methods_supported": list(AUTH_METHODS),

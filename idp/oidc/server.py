@@ -36,7 +36,8 @@ from idp.oidc.models import AUTH_METHODS, Client, RefreshToken
 
 log = logging.getLogger(__name__)
 
-SCOPES = ["openid", "profile", "email", "birth", "identite_pivot"]
+# Scopes answered (discovery); a requested scope outside them, or outside the client's, is ignored.
+SCOPES = ["openid", *claims.SCOPE_CLAIMS, "offline_access"]
 
 
 # --- PKCE (RFC 7636), S256 only -------------------------------------------------------------
@@ -58,6 +59,41 @@ class S256CodeChallenge(CodeChallenge):
         if challenge and method != "S256":
             raise InvalidRequestError("Only code_challenge_method=S256 is supported.")
         super().validate_code_challenge(grant, redirect_uri)
+
+
+# --- offline_access (OIDC Core §11) -----------------------------------------------------------
+def offline_access_allowed(client: Client, prompt: str | None) -> bool:
+    """May ``offline_access`` be granted? Only to a client registered for the refresh_token grant; a
+    third-party (federation) client also needs ``prompt=consent`` (Core §11); our own clients (web, the
+    app) are the "other conditions ... in place" of §11: the person uses our service (node
+    oidc-provider drops it the same way without consent, and its recipe keeps it for first parties)."""
+    if not client.check_grant_type("refresh_token"):
+        return False
+    return client.kind != "federation" or "consent" in (prompt or "").split()
+
+
+def issues_refresh_token(client: Client, scope: str | None) -> bool:
+    """Refresh tokens only for clients registered for the refresh_token grant; a third-party client only
+    when ``offline_access`` was granted."""
+    if not client.check_grant_type("refresh_token"):
+        return False
+    return client.kind != "federation" or "offline_access" in (scope or "").split()
+
+
+class OfflineAccess:
+    """Authorization-request extension: drops ``offline_access`` from the granted scope when
+    :func:`offline_access_allowed` says no (ignored, never an error)."""
+
+    def __call__(self, grant: Any) -> None:
+        """Hook into the code grant after Authlib resolved the granted scope."""
+        grant.register_hook("after_validate_authorization_request_payload", self.validate)
+
+    def validate(self, grant: Any, _redirect_uri: str) -> None:
+        """Narrow ``request.scope``."""
+        request: OAuth2Request = grant.request
+        scopes = (request.scope or "").split()
+        if "offline_access" in scopes and not offline_access_allowed(request.client, request.payload.data.get("prompt")):
+            request.scope = " ".join(s for s in scopes if s != "offline_access")
 
 
 # --- the ID token (OIDC Core §2, §3.1.3.6) ----------------------------------------------------
@@ -92,6 +128,16 @@ class _IdTokenMixin:
         client: Client = g.oidc_client
         names = claims.requested_claims(scope, user.claims, "id_token", client)
         return {"sub": claims.subject(client, user.account_id), **claims.identity_claims(user.account_id, names)}
+
+    def process_token(self, grant: Any, response: Any) -> dict[str, Any]:
+        """Authlib's signed ID token, then nested in a JWE to the client's key when it registered
+        ``id_token_encrypted_response_alg`` (Core §10.2: sign, then encrypt; FranceConnect+)."""
+        token: dict[str, Any] = super().process_token(grant, response)  # type: ignore[misc]
+        client: Client = grant.request.client
+        if token.get("id_token") and client.id_token_encrypted_response_alg:
+            token["id_token"] = encrypt_for_client(client, token["id_token"], alg=client.id_token_encrypted_response_alg,
+                                                   enc=client.id_token_encrypted_response_enc, nested_jwt=True)
+        return token
 
 
 class IdpOpenIDCode(_IdTokenMixin, OpenIDCode):
@@ -249,6 +295,25 @@ def client_keyset(client: Client) -> KeySet:
     raise InvalidRequestError("The client has no registered keys.")
 
 
+def encrypt_for_client(client: Client, plaintext: str, *, alg: str, enc: str | None, nested_jwt: bool) -> str:
+    """JWE compact serialization (RFC 7516 §7.1) to the client's encryption key for ``alg``, with its
+    ``kid`` in the header so the client finds its private key; ``cty: JWT`` for a signed JWT inside."""
+    key = _encryption_key(client_keyset(client), alg)
+    protected = {"alg": alg, "enc": enc or "A256GCM", "cty": "JWT" if nested_jwt else "json"}
+    if key.kid:
+        protected["kid"] = key.kid
+    return jwe.encrypt_compact(protected, plaintext, key, algorithms=[alg, protected["enc"]])
+
+
+def _encryption_key(keyset: KeySet, alg: str) -> Any:
+    """The client's key for ``alg``: right type, ``use`` enc (or unset), ``alg`` matching (or unset)."""
+    wanted = "RSA" if alg.startswith("RSA") else "EC"
+    for key in keyset.keys:
+        if key.key_type == wanted and key.get("use", "enc") == "enc" and key.get("alg") in (None, alg):
+            return key
+    raise InvalidRequestError(f"The client has no key to encrypt with {alg}.")
+
+
 def _fetch_jwks(uri: str) -> KeySet:
     import json
 
@@ -296,6 +361,10 @@ def _save_token(token: dict[str, Any], request: OAuth2Request) -> None:
 class IdpAuthorizationServer(AuthorizationServer):
     """Flask authorization server whose requests can also be rebuilt from a stored interaction."""
 
+    def validate_requested_scope(self, scope: str | None) -> None:
+        """A scope we do not know is ignored, not refused (RFC 6749 §3.3, Core §3.1.2.1 "SHOULD ignore"):
+        the client's ``get_allowed_scope`` keeps the known scopes it is registered for."""
+
     def create_oauth2_request(self, request: Any) -> OAuth2Request:
         """The live Flask request, or a resumed authorization request (dict of its parameters)."""
         if isinstance(request, dict):
@@ -319,6 +388,7 @@ def _generate_token(*, grant_type: str, client: Client, user: Any = None, scope:
                     expires_in: int | None = None, include_refresh_token: bool = True) -> dict[str, Any]:
     generator = BearerTokenGenerator(lambda **_: tokens.new_opaque_token(), lambda **_: tokens.new_opaque_token(),
                                      lambda c, _grant: access_token_ttl(c))
+    include_refresh_token = include_refresh_token and issues_refresh_token(client, scope)
     return generator(grant_type, client, user, scope, expires_in, include_refresh_token)
 
 
@@ -378,14 +448,11 @@ class IdpUserInfo(UserInfoEndpoint):
 
         status, body, headers = super().__call__(request)
         client: Client | None = current_token.get_client() if current_token else None
-        if client is None or not client.userinfo_encrypted_response_alg:
+        if client is None or not client.userinfo_encrypted_response_alg or status != 200:
             return status, body, headers
         plaintext = body if isinstance(body, str) else json.dumps(body)
-        protected = {"alg": client.userinfo_encrypted_response_alg,
-                     "enc": client.userinfo_encrypted_response_enc or "A256GCM",
-                     "cty": "JWT" if isinstance(body, str) else "json"}
-        encrypted = jwe.encrypt_compact(protected, plaintext, client_keyset(client),
-                                        algorithms=[protected["alg"], protected["enc"]])
+        encrypted = encrypt_for_client(client, plaintext, alg=client.userinfo_encrypted_response_alg,
+                                       enc=client.userinfo_encrypted_response_enc, nested_jwt=isinstance(body, str))
         return status, encrypted, [("Content-Type", "application/jwt")]
 
 
@@ -480,7 +547,8 @@ def init_server(app: Any) -> IdpAuthorizationServer:
     server.register_token_generator("default", _generate_token)
     server.scopes_supported = SCOPES
     server.register_client_auth_method("private_key_jwt", PrivateKeyJwt())
-    server.register_grant(IdpAuthorizationCodeGrant, [S256CodeChallenge(required=True), IdpOpenIDCode()])
+    server.register_grant(IdpAuthorizationCodeGrant, [S256CodeChallenge(required=True), OfflineAccess(),
+                                                      IdpOpenIDCode()])
     server.register_grant(IdpRefreshTokenGrant, [IdpOpenIDRefresh()])
     server.register_extension(Issuer())
     server.register_endpoint(IdpRevocation)
