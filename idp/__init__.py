@@ -133,7 +133,7 @@ def _register_areas(app: Flask, injected: dict[str, Any]) -> None:
     """Each area attaches its blueprints and services; order matters only for the dev tools."""
     # Accounts are referenced by every other area's tables: their models must be known first.
     import idp.accounts.models  # noqa: F401
-    from idp import accounts, audit, home, login, mfa, notify, oidc, rfi_adapter, webauthn
+    from idp import accounts, advisors, audit, home, login, mfa, notify, oidc, rfi_adapter, webauthn
 
     audit.init_app(app)
     rfi_adapter.init_app(app, injected.get("rfi"))
@@ -143,6 +143,7 @@ def _register_areas(app: Flask, injected: dict[str, Any]) -> None:
     webauthn.init_app(app)
     oidc.init_app(app)
     login.init_app(app)
+    advisors.init_app(app)
     home.init_app(app)
     if not app.extensions["idp.settings"].is_production:
         from idp import dev

@@ -122,18 +122,19 @@ def show_settings(as_json: bool) -> None:
 
     app = make_app()
     s = app.extensions["idp.settings"]
-    hidden = {"secret_key", "data_key", "smtp_password"}
+    hidden = {"secret_key", "data_key", "smtp_password", "staff_oidc_client_secret"}
     rows = {f.name: ("***" if f.name in hidden else getattr(s, f.name)) for f in dataclasses.fields(s)}
     emit(rows, as_json, "\n".join(f"IDP_{k.upper()}={v}    # {s.doc()[k]}" for k, v in rows.items()))
 
 
 def _attach_area_commands() -> None:
     from idp.accounts.cli import accounts_group, terms_group
+    from idp.advisors.cli import advisors_group
     from idp.audit_cli import audit_group
     from idp.oidc.cli import clients_group, keys_group
     from idp.rfi_adapter.cli import rfi_group
 
-    for group in (accounts_group, terms_group, clients_group, keys_group, rfi_group, audit_group):
+    for group in (accounts_group, terms_group, advisors_group, clients_group, keys_group, rfi_group, audit_group):
         main.add_command(group)
 
 

@@ -162,6 +162,28 @@ class Settings:
         "PEM bundle of trusted attestation roots (with webauthn_require_attestation); empty: only the Apple and "
         "Google roots shipped with py_webauthn are trusted.", default="")
 
+    # --- advisors' console (/conseiller/) --------------------------------------------------
+    advisor_session_idle_timeout: int = _doc(
+        "An advisor's console session ends after this long without use (staff session, shorter than a person's).",
+        default=15 * 60)
+    advisor_session_absolute_timeout: int = _doc("An advisor's console session ends this long after sign-in.",
+                                                 default=8 * 3600)
+    advisor_enrolment_ttl: int = _doc("Validity of the one-time enrolment link printed by `idp advisors create`.",
+                                      default=72 * 3600)
+    advisor_password_min_length: int = _doc("Minimum length of an advisor's password (staff accounts reach "
+                                            "every person's account: longer than people's).", default=12)
+    advisor_search_limit: int = _doc("Account searches (by NIR) one advisor may make per window.", default=60)
+    advisor_search_window: int = _doc("Window of advisor_search_limit.", default=3600)
+    staff_oidc_metadata_url: str = _doc(
+        "Discovery URL (.well-known/openid-configuration) of the organisation's staff OpenID provider; empty: "
+        "advisors sign in only with password + security key.", default="")
+    staff_oidc_client_id: str = _doc("client_id of this console at the staff OpenID provider.", default="")
+    staff_oidc_client_secret: str = _doc("client_secret of this console at the staff OpenID provider.", default="")
+    staff_oidc_role_claim: str = _doc("ID token claim (string or list) that holds the staff member's role.",
+                                      default="role")
+    staff_oidc_advisor_role: str = _doc("Value of the role claim that makes an advisor.", default="advisor")
+    staff_oidc_supervisor_role: str = _doc("Value of the role claim that makes a supervisor.", default="supervisor")
+
     # ----------------------------------------------------------------------------------------
     @property
     def is_production(self) -> bool:
@@ -314,6 +336,10 @@ def _validate_production(s: Settings) -> None:
         raise SettingsError("IDP_REDIS_URL", "memory:// keeps state in one process; use a Redis server in production")
     if s.database_url.startswith("sqlite"):
         raise SettingsError("IDP_DATABASE_URL", "SQLite is for development; use PostgreSQL in production")
+    if s.staff_oidc_metadata_url and not s.staff_oidc_metadata_url.startswith("https://"):
+        raise SettingsError("IDP_STAFF_OIDC_METADATA_URL", "must be an https:// URL in production")
+    if s.staff_oidc_metadata_url and not (s.staff_oidc_client_id and s.staff_oidc_client_secret):
+        raise SettingsError("IDP_STAFF_OIDC_CLIENT_SECRET", "client id and secret are required with a staff provider")
     if s.sms_backend == "dev":
         raise SettingsError("IDP_SMS_BACKEND", "the dev backend only shows SMS on a development page")
 

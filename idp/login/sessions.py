@@ -105,6 +105,13 @@ class SessionStore:
             self._write(session)
         return session
 
+    def list_for(self, account_id: str) -> list[BrowserSession]:
+        """The account's live sessions, newest first (read only: listing does not touch them)."""
+        ids = sorted(i.decode() if isinstance(i, bytes) else i for i in redis_client().smembers(self._index(account_id)))
+        found = (self.get(session_id, touch=False) for session_id in ids)
+        return sorted((s for s in found if s is not None and s.account_id == account_id),
+                      key=lambda s: s.created_at, reverse=True)
+
     def add_client(self, session: BrowserSession, client_id: str) -> None:
         """Remember that ``client_id`` received tokens in this session (back-channel logout)."""
         if client_id not in session.clients:

@@ -259,6 +259,12 @@ def quota_block(name: str, subject: str) -> datetime | None:
     return datetime.fromtimestamp(until, UTC) if until > timestamp(clock().now()) else None
 
 
+def quota_used(name: str, subject: str, *, window: int) -> int:
+    """How many units of the sliding-window quota were used in the last ``window`` seconds (read only)."""
+    now = timestamp(clock().now())
+    return int(redis_client().zcount(rkey("quota", name, subject), now - window + 1, "+inf"))
+
+
 def hit_rate(name: str, subject: str, *, window: int) -> int:
     """Count one event in the current fixed window of ``window`` seconds; returns the count so far."""
     bucket = timestamp(clock().now()) // window

@@ -126,19 +126,21 @@ def _descriptors(refs: Sequence[CredentialRef]) -> list[PublicKeyCredentialDescr
 
 def registration_options(*, rp_id: str, rp_name: str, user_handle: bytes, user_name: str, display_name: str,
                          exclude: Sequence[CredentialRef] = (), require_attestation: bool = False,
-                         timeout_ms: int = 120_000) -> CeremonyOptions:
+                         timeout_ms: int = 120_000, platform_only: bool = True) -> CeremonyOptions:
     """Options for a platform, resident, user-verified credential (WebAuthn L2 §5.4).
 
     ``exclude`` lists the account's credentials so that the same phone is not registered twice
-    (excludeCredentials); ``user_handle`` must not be personal data (we use the opaque account id)."""
+    (excludeCredentials); ``user_handle`` must not be personal data (we use the opaque account id).
+    ``platform_only=False`` (staff: a security key or a platform credential) lifts the attachment and the
+    resident-key requirement (the account is known before the key is asked); user verification stays required."""
     options = generate_registration_options(
         rp_id=rp_id, rp_name=rp_name, user_id=user_handle, user_name=user_name, user_display_name=display_name,
         timeout=timeout_ms,
         attestation=(AttestationConveyancePreference.DIRECT if require_attestation
                      else AttestationConveyancePreference.NONE),
         authenticator_selection=AuthenticatorSelectionCriteria(
-            authenticator_attachment=AuthenticatorAttachment.PLATFORM,
-            resident_key=ResidentKeyRequirement.REQUIRED,
+            authenticator_attachment=AuthenticatorAttachment.PLATFORM if platform_only else None,
+            resident_key=ResidentKeyRequirement.REQUIRED if platform_only else ResidentKeyRequirement.DISCOURAGED,
             user_verification=UserVerificationRequirement.REQUIRED,
         ),
         exclude_credentials=_descriptors(exclude),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
 from typing import Any
 
 import pytest
@@ -93,3 +94,19 @@ def submit(client: Any, url: str, data: dict[str, str], *, page: str | None = No
 
     outbox.drain()
     return response
+
+
+class RecordingSms:
+    """SMS gateway double: keeps what would have been sent (``code()``: the last 8-digit provisional code)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+
+    def send(self, phone: str, text: str) -> None:
+        self.sent.append((phone, text))
+
+    def code(self) -> str:
+        match = re.search(r"\b(\d{8})\b", self.sent[-1][1])
+        assert match
+        remember_secret(match.group(1))
+        return match.group(1)

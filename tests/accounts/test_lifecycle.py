@@ -16,27 +16,11 @@ from idp.extensions import db
 from idp.mfa import limits
 from idp.nir import Nir
 from idp.rfi_adapter import get_rfi
-from tests.accounts.conftest import PASSWORD, by_name, make_account, submit
+from tests.accounts.conftest import PASSWORD, RecordingSms, by_name, make_account, submit
 from tests.conftest import remember_secret
 
 NEW_PASSWORD = "une nouvelle phrase secrète"
 remember_secret(NEW_PASSWORD)
-
-
-class RecordingSms:
-    """SMS gateway double: keeps what would have been sent."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, str]] = []
-
-    def send(self, phone: str, text: str) -> None:
-        self.sent.append((phone, text))
-
-    def code(self) -> str:
-        match = re.search(r"\b(\d{8})\b", self.sent[-1][1])
-        assert match
-        remember_secret(match.group(1))
-        return match.group(1)
 
 
 @pytest.fixture

@@ -154,7 +154,18 @@
     }, document.getElementById("webauthn-login-error"), GENERIC_ERROR, null);
   }
 
+  // --- a security key (advisors' console): registration or sign-in named by data-webauthn-key ----------
+  function setUpKey(button) {
+    var create = button.dataset.webauthnKey === "create";
+    onCeremony(button, button.dataset, function (json) {
+      return create ? navigator.credentials.create({publicKey: creationOptions(json)}).then(registrationJSON)
+        : navigator.credentials.get({publicKey: requestOptions(json)}).then(assertionJSON);
+    }, document.getElementById("webauthn-key-error"),
+    "La clé de sécurité n'a pas pu être utilisée. Merci de réessayer.", null);
+  }
+
   function start() {
+    Array.prototype.forEach.call(document.querySelectorAll("[data-webauthn-key]"), setUpKey);
     var activate = document.getElementById("webauthn-activate");
     if (activate) { setUpActivation(activate); }
     var signIn = document.getElementById("webauthn-login");

@@ -1,0 +1,263 @@
+"""What an advisor does on a person's account, on the same services as the operator CLI.
+
+:func:`search` (rate-limited per advisor with the atomic limits, audited, the NIR never stored in clear nor
+audited), :func:`account_state` (status, e-mail, locks, code quota, trusted browsers, biometrics, last sign-ins)
+and :data:`ACTIONS`, each with a mandatory reason and audited as ``advisor.<action>``: unlock, end the sessions,
+revoke trusted browsers, revoke biometrics, reset (:func:`idp.accounts.service.reset_account`) and the SMS
+provisional code for re-creation (:func:`idp.accounts.creation.send_provisional_code`).
+:func:`action_log` lists the advisors' actions (supervisors only; the view checks the role).
+
+Domain code: no Flask request here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+
+from idp import audit
+from idp.accounts import service as accounts
+from idp.accounts.models import Account
+from idp.advisors.models import Advisor
+from idp.audit import AuditEvent
+from idp.clock import paris_display
+from idp.crypto import decrypt, encrypt
+from idp.errors import BadRequest, TooManyRequests
+from idp.extensions import settings
+from idp.mfa import codes, limits, trusted_browser
+from idp.nir import Nir
+from idp.webauthn.models import as_utc
+
+MAX_REASON = 500
+# A run of 11+ digits (spaces allowed) typed in a reason is masked: a NIR must not land in the audit trail.
+_DIGITS = re.compile(r"\d[\d .-]{9,}\d")
+
+
+class SearchLimited(TooManyRequests):
+    """The advisor's search allowance for the window is used up."""
+
+    code = "advisor_search_limit"
+    description = ("Vous avez atteint le nombre maximum de recherches autorisées pour une heure. "
+                   "Merci de réessayer plus tard.")
+
+
+class ReasonRequired(BadRequest):
+    """Every action needs a reason."""
+
+    code = "reason_required"
+    description = "Indiquez le motif de l'action (obligatoire)."
+
+
+@dataclass(frozen=True, kw_only=True)
+class Found:
+    """A search result: the identity (sealed NIR) and its account when there is one."""
+
+    nir_enc: str
+    account_id: str | None
+
+
+@dataclass(kw_only=True)
+class AccountState:
+    """What the console shows about an account (dates in Paris time, NIR masked)."""
+
+    account_id: str | None
+    nir_masked: str
+    status: str | None = None
+    email: str | None = None
+    email_validated: bool = False
+    locked_until: str | None = None
+    quota_blocked_until: str | None = None
+    codes_used: int = 0
+    trusted_browsers: list[dict[str, str]] = field(default_factory=list)
+    biometrics: list[dict[str, str]] = field(default_factory=list)
+    sign_ins: list[dict[str, str]] = field(default_factory=list)
+    sessions: int = 0
+    rfi_phone: str | None = None  # masked
+    rfi_known: bool = False
+
+
+def seal_nir(nir: Nir) -> str:
+    """The NIR encrypted for the advisor's session (never kept in clear)."""
+    return encrypt(nir.value, "advisor-dossier")
+
+
+def unseal_nir(nir_enc: str) -> Nir:
+    """Inverse of :func:`seal_nir`."""
+    return Nir(decrypt(nir_enc, "advisor-dossier"))
+
+
+def search(advisor: Advisor, nir: Nir) -> Found:
+    """Find the account of ``nir`` (rate-limited per advisor; audited without the NIR)."""
+    s = settings()
+    slot = limits.take_rate("advisor-search", advisor.id, window=s.advisor_search_window, limit=s.advisor_search_limit)
+    if not slot.allowed:
+        audit.record("advisor.search", advisor=advisor.id, outcome="limit")
+        raise SearchLimited(detail="advisor search limit")
+    account = accounts.find_account(nir)
+    audit.record("advisor.search", account_id=account.id if account else None, advisor=advisor.id,
+                 outcome="found" if account else "no_account")
+    return Found(nir_enc=seal_nir(nir), account_id=account.id if account else None)
+
+
+def _rows_browsers(account_id: str) -> list[dict[str, str]]:
+    return [{"created": paris_display(as_utc(b.created_at)), "expires": paris_display(as_utc(b.expires_at)),
+             "last_used": paris_display(as_utc(b.last_used_at)) if b.last_used_at else "jamais"}
+            for b in trusted_browser.list_for(account_id)]
+
+
+def _rows_biometrics(account_id: str) -> list[dict[str, str]]:
+    from idp.webauthn import service as webauthn
+
+    return [{"device": c.device_label, "created": paris_display(as_utc(c.created_at)),
+             "expires": paris_display(as_utc(c.expires_at))}
+            for c in webauthn.list_credentials(account_id)]
+
+
+def recent_sign_ins(account_id: str, limit: int = 10) -> list[dict[str, str]]:
+    """The account's last finished logins from the audit trail (method and client), newest first."""
+    rows = select(AuditEvent).where(AuditEvent.account_id == account_id, AuditEvent.event == "login_done") \
+        .order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(limit)
+    from idp.extensions import db
+
+    return [{"at": paris_display(as_utc(e.at)), "method": method_label(e.data.get("amr") or []),
+             "client": e.client_id or ""} for e in db.session.scalars(rows)]
+
+
+_METHODS = {"pwd": "mot de passe", "mail": "code de sécurité", "hwk": "biométrie"}
+
+
+def method_label(amr: list[str]) -> str:
+    """``["pwd", "mail", "mfa"]`` -> "mot de passe + code de sécurité"."""
+    labels = [_METHODS[m] for m in amr if m in _METHODS]
+    return " + ".join(labels) or "inconnue"
+
+
+def account_state(found: Found) -> AccountState:
+    """Everything the console shows about the identity and its account."""
+    from idp.accounts.creation import masked_phone
+    from idp.login.sessions import sessions
+
+    nir = unseal_nir(found.nir_enc)
+    state = AccountState(account_id=None, nir_masked=nir.masked())
+    state.rfi_known, phone = _rfi_phone(nir)
+    state.rfi_phone = masked_phone(phone) if phone else None
+    account = accounts.get_account(found.account_id) if found.account_id else accounts.find_account(nir)
+    if account is None:
+        return state
+    state.account_id, state.status = account.id, account.status
+    state.email, state.email_validated = account.email, account.email_validated
+    lock = limits.account_lock(account.id)
+    state.locked_until = paris_display(lock.until) if lock.locked and lock.until else None
+    block = limits.quota_block(codes.QUOTA_NAME, account.id)
+    state.quota_blocked_until = paris_display(block) if block else None
+    state.codes_used = limits.quota_used(codes.QUOTA_NAME, account.id, window=settings().email_code_quota_window)
+    state.trusted_browsers = _rows_browsers(account.id)
+    state.biometrics = _rows_biometrics(account.id)
+    state.sign_ins = recent_sign_ins(account.id)
+    state.sessions = len(sessions.list_for(account.id))
+    return state
+
+
+def _rfi_phone(nir: Nir) -> tuple[bool, str | None]:
+    from idp.rfi_adapter import IdentityNotFound
+
+    try:
+        identity = accounts.identity_of_nir(nir)
+    except IdentityNotFound:
+        return False, None
+    return True, identity.phone
+
+
+# --- actions ----------------------------------------------------------------------------------------
+def clean_reason(reason: str) -> str:
+    """The reason, trimmed and bounded, digit runs masked; raises :class:`ReasonRequired` when empty."""
+    text = " ".join((reason or "").split())[:MAX_REASON]
+    if len(text) < 3:
+        raise ReasonRequired(detail="empty reason")
+    return _DIGITS.sub("[numéro masqué]", text)
+
+
+def _account(found: Found) -> Account:
+    account = accounts.get_account(found.account_id) if found.account_id else None
+    if account is None:
+        raise BadRequest("Ce compte n'existe plus (il a peut-être été réinitialisé).", detail="no account")
+    return account
+
+
+def _unlock(found: Found) -> dict[str, Any]:
+    limits.unlock_account(_account(found).id)
+    return {}
+
+
+def _end_sessions(found: Found) -> dict[str, Any]:
+    from idp.login.sessions import sessions
+
+    return {"count": sessions.end_all(_account(found).id)}
+
+
+def _revoke_browsers(found: Found) -> dict[str, Any]:
+    return {"count": trusted_browser.revoke_all(_account(found).id)}
+
+
+def _revoke_biometrics(found: Found) -> dict[str, Any]:
+    from idp.webauthn import service as webauthn
+
+    return {"count": webauthn.revoke_all(_account(found).id, reason="advisor")}
+
+
+def _reset(found: Found, advisor: Advisor) -> dict[str, Any]:
+    accounts.reset_account(_account(found), actor=f"advisor:{advisor.id}")
+    return {}
+
+
+def _send_sms(found: Found) -> dict[str, Any]:
+    from idp.accounts import creation
+
+    nir = unseal_nir(found.nir_enc)
+    if accounts.find_account(nir) is not None:
+        raise BadRequest("Un compte existe pour cette personne : réinitialisez-le d'abord.", detail="account exists")
+    try:
+        return {"phone": creation.send_provisional_code(nir)}
+    except creation.NoPhone:
+        raise BadRequest("Aucun numéro de téléphone mobile n'est enregistré pour cette personne : invitez-la à "
+                         "créer son compte avec sa carte Vitale et son IBAN.", detail="no phone") from None
+
+
+# name -> (French label, handler). The handler gets the dossier (and the advisor when it needs it).
+ACTIONS: dict[str, tuple[str, Callable[..., dict[str, Any]]]] = {
+    "unlock": ("Débloquer le compte", _unlock),
+    "end_sessions": ("Fermer les sessions ouvertes", _end_sessions),
+    "revoke_browsers": ("Révoquer les navigateurs de confiance", _revoke_browsers),
+    "revoke_biometrics": ("Désactiver la biométrie", _revoke_biometrics),
+    "reset": ("Réinitialiser le compte", _reset),
+    "send_sms": ("Envoyer un code provisoire par SMS", _send_sms),
+}
+
+
+def perform(advisor: Advisor, found: Found, action: str, reason: str) -> dict[str, Any]:
+    """Run one action with its reason; audited as ``advisor.<action>`` (advisor, account, reason, result)."""
+    if action not in ACTIONS:
+        raise BadRequest(detail="unknown advisor action")
+    why = clean_reason(reason)
+    handler = ACTIONS[action][1]
+    result = handler(found, advisor) if action == "reset" else handler(found)
+    audit.record(f"advisor.{action}", account_id=found.account_id, advisor=advisor.id, reason=why,
+                 **{k: v for k, v in result.items() if k == "count"})
+    return result
+
+
+def action_log(limit: int = 200) -> list[dict[str, str]]:
+    """The advisors' latest actions, newest first (supervisors' page)."""
+    from idp.extensions import db
+
+    names = [f"advisor.{name}" for name in ACTIONS]
+    rows = db.session.scalars(select(AuditEvent).where(AuditEvent.event.in_(names))
+                              .order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(limit))
+    emails = {a.id: a.email for a in db.session.scalars(select(Advisor))}
+    return [{"at": paris_display(as_utc(e.at)), "advisor": emails.get(str(e.data.get("advisor")), "?"),
+             "action": ACTIONS[e.event.removeprefix("advisor.")][0], "account": (e.account_id or "")[:8],
+             "reason": str(e.data.get("reason", ""))} for e in rows]
