@@ -262,7 +262,7 @@ def quota_block(name: str, subject: str) -> datetime | None:
 def quota_used(name: str, subject: str, *, window: int) -> int:
     """How many units of the sliding-window quota were used in the last ``window`` seconds (read only)."""
     now = timestamp(clock().now())
-    return int(redis_client().zcount(rkey("quota", name, subject), now - window + 1, "+inf"))
+    return int(redis_client().zcount(_quota_keys(name, subject)[0], now - window + 1, "+inf"))
 
 
 def hit_rate(name: str, subject: str, *, window: int) -> int:

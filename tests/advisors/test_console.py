@@ -209,7 +209,10 @@ def test_search_shows_the_state_masked_and_is_audited_without_the_nir(registry: 
     with registry.app_context():
         for _ in range(3):
             limits.register_failure("pwd", account_id)
+        for _ in range(2):
+            assert limits.take_quota("code", account_id, quota=5, window=3600, block=3600).allowed
     page = text(client.get(dossier_of(client, MARIE["nir"])))
+    assert re.search(r"Codes de sécurité demandés \(dernière heure\)</dt>\s*<dd>2\b", page)
     assert MARIE["nir"] not in page and MARIE["nir"][:13] not in page
     from idp.nir import Nir
 
