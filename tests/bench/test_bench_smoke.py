@@ -76,3 +76,29 @@ def test_ratios_compare_cpu_to_cpu_and_mark_each_target():
     assert found["refresh_vs_peer_per_cpu"]["value"] == 0.25 and found["refresh_vs_peer_per_cpu"]["met"] is False
     assert found["scaling_2w_over_1w"]["value"] == 1.9 and found["scaling_2w_over_1w"]["met"] is True
     assert "code_vs_peer_per_cpu" not in found  # not measured: absent, never a made-up value
+
+
+def test_capacity_sizes_from_the_per_operation_figures_and_the_stated_assumptions():
+    from bench import capacity
+
+    def row(name, cpu_ms, **stores):
+        # 1000 operations in cpu_ms seconds: cpu_ms milliseconds each
+        return {"target": "idp 1w", "name": name, "completed": 1000, "server_cpu_s": cpu_ms,
+                "extra": {"stores_per_op": stores}}
+
+    data = {"results": [row("login (e-mail code)", 40.0, redis_commands=50, pg_commits=3),
+                        row("login (trusted browser)", 30.0, redis_commands=30, pg_commits=2),
+                        row("refresh grant", 2.0, redis_commands=5, pg_commits=1),
+                        row("userinfo", 1.0, redis_commands=1)],
+            "facts": {"argon2_rate": {"1": {"cpu_ms_per_hash": 20.0}},
+                      "database_per_login": {"tables": {"audit_events": {"rows_per_login": 4, "bytes_per_login": 1000}}}}}
+    a = {**capacity.ASSUMPTIONS, "accounts": 36_000_000, "peak_day_login_share": 0.1, "peak_hour_share": 0.1,
+         "burst": 1.0, "trusted_share": 0.5, "refreshes_per_login": 2, "userinfo_per_login": 1,
+         "average_day_login_share": 0.1}
+    sized = capacity.size(data, a)
+    assert sized["rates"]["logins_s"] == 100  # 36 M x 10 % x 10 % / 3600 s
+    # 50 x 40 ms + 50 x 30 ms + 200 x 2 ms + 100 x 1 ms = 4 CPU-seconds per second
+    assert abs(sized["idp_busy_cores"] - 4.0) < 1e-9 and abs(sized["hash_cores"] - 2.0) < 1e-9
+    assert sized["redis_ops_s"] == 50 * 50 + 50 * 30 + 200 * 5 + 100 * 1
+    assert sized["audit_rows_per_day"] == 3_600_000 * 4 and sized["audit_bytes_per_day"] == 3_600_000 * 1000
+    assert "| refresh grant/s | 200.0 |" in capacity.markdown(data, a)
