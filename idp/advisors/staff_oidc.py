@@ -22,8 +22,6 @@ from idp.advisors.service import find_by_email, normalise_email
 from idp.errors import Forbidden
 from idp.extensions import clock, db, settings
 
-_oauth = OAuth()
-
 
 class StaffProviderRefused(Forbidden):
     """The staff provider's answer does not make this person an advisor."""
@@ -38,8 +36,9 @@ def init_app(app: Flask) -> None:
     s = app.extensions["idp.settings"]
     if not s.staff_oidc_metadata_url:
         return
-    _oauth.init_app(app)
-    _oauth.register("staff", client_id=s.staff_oidc_client_id, client_secret=s.staff_oidc_client_secret,
+    oauth = OAuth(app)  # one registry per application (tests build several apps in one process)
+    app.extensions["idp.staff_oidc"] = oauth
+    oauth.register("staff", client_id=s.staff_oidc_client_id, client_secret=s.staff_oidc_client_secret,
                     server_metadata_url=s.staff_oidc_metadata_url,
                     client_kwargs={"scope": "openid email profile", "code_challenge_method": "S256"})
 
@@ -50,7 +49,7 @@ def configured() -> bool:
 
 
 def _client() -> Any:
-    return current_app.extensions["authlib.integrations.flask_client"].staff
+    return current_app.extensions["idp.staff_oidc"].staff
 
 
 def authorize_redirect(redirect_uri: str) -> Response:
