@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProtector
-from authlib.oauth2.rfc6749 import InvalidRequestError, OAuth2Request, grants
+from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError, OAuth2Request, grants
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from authlib.oauth2.rfc6750 import BearerTokenGenerator, BearerTokenValidator
 from authlib.oauth2.rfc7009 import RevocationEndpoint
@@ -259,6 +259,9 @@ def _existing(user: tokens.EndUser) -> tokens.EndUser | None:
 
 
 # --- client authentication: private_key_jwt (RFC 7523 §2.2, OIDC Core §9) --------------------
+ASSERTION_MAX_LIFETIME = 300  # seconds: the longest exp - iat accepted for a client assertion
+
+
 class PrivateKeyJwt(JWTBearerClientAssertion):
     """``private_key_jwt``: an assertion signed with a key from the client's JWKS or jwks_uri."""
 
@@ -269,13 +272,28 @@ class PrivateKeyJwt(JWTBearerClientAssertion):
         issuer = settings().issuer
         return [issuer, f"{issuer}/token", f"{issuer}/revoke", f"{issuer}/introspect"]
 
+    def verify_claims(self, claims: Any) -> None:
+        """Authlib's checks (iss = sub, aud, exp with leeway, single-use jti), after refusing an assertion
+        valid for more than :data:`ASSERTION_MAX_LIFETIME` (``exp - iat``; without ``iat``, from now): a
+        long-lived assertion is a stolen credential's best friend, and its jti would have to be kept as long."""
+        exp, iat = claims.get("exp"), claims.get("iat", time.time())
+        if _is_number(exp) and _is_number(iat) and exp - iat > ASSERTION_MAX_LIFETIME:
+            raise InvalidClientError(description="The client assertion is valid for too long (5 minutes at most).")
+        super().verify_claims(claims)
+
     def validate_jti(self, claims: dict[str, Any], jti: str) -> bool:
-        """Each assertion is single use."""
-        return bool(redis_client().set(rkey("jti", claims["sub"], str(jti)[:128]), "1", nx=True, ex=3600))
+        """Each assertion is single use: its jti is remembered until the assertion's ``exp`` plus the leeway
+        (the time during which Authlib would still accept it; Authlib checks ``exp`` on the real clock)."""
+        ttl = max(1, int(claims["exp"] + self.leeway - time.time()) + 1)
+        return bool(redis_client().set(rkey("jti", claims["sub"], str(jti)[:128]), "1", nx=True, ex=ttl))
 
     def resolve_client_public_key(self, client: Client) -> KeySet:
         """The client's registered keys."""
         return client_keyset(client)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 JWKS_URI_CACHE_SECONDS = 300.0  # a client's key set fetched from its jwks_uri is reused this long
