@@ -117,9 +117,18 @@ def _claims_shape_ok(parsed: Any) -> bool:
         return False
     for member in ("userinfo", "id_token"):
         requests = parsed.get(member, {})
-        if not isinstance(requests, dict) or any(v is not None and not isinstance(v, dict) for v in requests.values()):
+        if not isinstance(requests, dict) or not all(map(_claim_request_ok, requests.values())):
             return False
     return True
+
+
+def _claim_request_ok(request: Any) -> bool:
+    """Core §5.5.1: null, or an object with optional ``essential`` (boolean), ``value`` (one value) and
+    ``values`` (an array)."""
+    if request is None:
+        return True
+    return isinstance(request, dict) and isinstance(request.get("essential", False), bool) and \
+        isinstance(request.get("values", []), list) and not isinstance(request.get("value"), list | dict)
 
 
 def hint_subject(params: dict[str, str], redirect_uri: str) -> str | None:

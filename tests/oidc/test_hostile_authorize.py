@@ -19,7 +19,8 @@ PARAMETERS = [*REQUEST_PARAMS, "request", "request_uri", "registration"]
 
 hostile = st.one_of(
     st.text(max_size=60),
-    st.sampled_from(["", "²", "١٢", "1e309", "-1", "9" * 5000, "[" * 1000, "{" * 1000, '{"id_token": []}',
+    st.sampled_from(['{"id_token": {"acr": {"essential": true, "values": [[], {}, 3]}}}',
+                     "", "²", "١٢", "1e309", "-1", "9" * 5000, "[" * 1000, "{" * 1000, '{"id_token": []}',
                      '{"id_token": {"acr": 3}}', '{"id_token": {"acr": {"values": 3, "essential": true}}}',
                      '{"userinfo": "x"}', '{"id_token": {"acr": {"essential": true, "value": []}}}', "null",
                      "none login", "consent none", "eidas1 eidas2 eidas3 inconnu", "a.b.c", "a.b.c.d.e",
@@ -74,7 +75,10 @@ def test_a_non_ascii_or_huge_max_age_with_a_session_is_invalid_request(with_sess
     assert response.status_code == 302 and query_of(response)["error"] == "invalid_request"
 
 
-@pytest.mark.parametrize("claims", ['{"id_token": []}', '{"userinfo": {"email": 1}}', '"texte"'])
+@pytest.mark.parametrize("claims", ['{"id_token": []}', '{"userinfo": {"email": 1}}', '"texte"',
+                                    '{"id_token": {"acr": {"essential": true, "values": 3}}}',
+                                    '{"id_token": {"acr": {"essential": "oui", "value": "eidas1"}}}',
+                                    '{"id_token": {"acr": {"value": ["eidas1"]}}}'])
 def test_claims_of_the_wrong_shape_are_invalid_request(client: Any, rp: Rp, claims: str) -> None:
     assert query_of(client.get("/authorize", query_string=flow(rp, claims=claims).params))["error"] == \
         "invalid_request"
