@@ -149,8 +149,19 @@ class Settings:
     signing_alg: Literal["RS256", "ES256"] = _doc("Default ID token signing algorithm.", default="RS256")
     key_retire_after: int = _doc("A retired key stays published this long (covers what it signed).",
                                  default=2 * 24 * 3600)
-    acr_password: str = _doc("acr of a password-only login.", default="eidas1")
-    acr_mfa: str = _doc("acr of a two-factor login (password + code, or platform credential).", default="eidas2")
+    # The factor -> acr mapping (idp.login.assurance; README "Assurance rules"). Defaults follow NIST SP 800-63B-4:
+    # e-mail is not an accepted out-of-band authenticator (§3.1.3.1), so password + e-mail code is no stronger
+    # than the password; a platform credential with user verification is a phishing-resistant multi-factor
+    # authenticator, but it is never worth more than the login that activated it (§4.1, binding).
+    acr_password: Literal["eidas1", "eidas2", "eidas3"] = _doc(
+        "acr of a one-factor login (password, or a credential activated in a one-factor login).", default="eidas1")
+    acr_email_code: Literal["eidas1", "eidas2", "eidas3"] = _doc(
+        "acr of password + e-mail security code (to an address validated before the login). eidas1 by default "
+        "(NIST SP 800-63B-4: e-mail is no out-of-band authenticator); eidas2 if your trust framework accepts it.",
+        default="eidas1")
+    acr_platform: Literal["eidas1", "eidas2", "eidas3"] = _doc(
+        "Highest acr of a sign-in with a platform credential activated in a two-factor login; capped by the acr "
+        "that activation login had.", default="eidas2")
     backchannel_logout_timeout: float = _doc("Seconds per back-channel logout delivery.", default=3.0)
 
     # --- WebAuthn ---------------------------------------------------------------------------

@@ -358,3 +358,39 @@ def page(browser: Any) -> Iterator[Any]:
     pg = context.new_page()
     yield pg
     context.close()
+
+
+# --- login interactions built by tests ---------------------------------------------------------
+def proof_of(amr: list[str] | tuple[str, ...], *, at: int | None = None, credential_factors: int = 2,
+             credential_acr: str | None = None, trusted_browser: bool = False) -> Any:
+    """The assurance proof of a login that completed ``amr`` (RFC 8176 names: pwd, mail, hwk/user), as the
+    login pages record it; ``credential_*``: the level the platform credential was activated with."""
+    from idp.clock import timestamp
+    from idp.extensions import clock
+    from idp.login import assurance
+
+    now = timestamp(clock().now()) if at is None else at
+    proof = assurance.Proof()
+    if "pwd" in amr:
+        proof.add(assurance.password_factor(now))
+    if "mail" in amr:
+        proof.add(assurance.Factor(method=assurance.Method.EMAIL_CODE, at=now, how="test"))
+    if "hwk" in amr:
+        acr = credential_acr or (assurance.settings().acr_platform if credential_factors >= 2 else None)
+        proof.add(assurance.platform_factor(now, activation_factors=credential_factors, activation_acr=acr))
+    if trusted_browser:
+        proof.add(assurance.trusted_browser_factor(now))
+    return proof
+
+
+def test_requirement(kind: str = "web", request: dict[str, str] | None = None, *,
+                     require_email_code: bool | None = None) -> Any:
+    """The requirement /authorize computes for a client of ``kind`` and this request."""
+    from idp.login import assurance
+
+    return assurance.requirement(client_kind=kind, client_requires_code=kind != "mobile" if require_email_code is None
+                                 else require_email_code, acr_values=(request or {}).get("acr_values"),
+                                 claims_request={})
+
+
+test_requirement.__test__ = False  # type: ignore[attr-defined]  (a helper, not a test)

@@ -159,6 +159,11 @@ def redeem(token: str, password: str) -> Account:
     return account
 
 
+def forget_links_on_event(account_id: str, **_: object) -> None:
+    """Lifecycle receiver (password changed, account reset): no older link may set a password again."""
+    forget_links(account_id)
+
+
 def forget_links(account_id: str) -> None:
     """Invalidate every outstanding link of an account (new request, advisor reset)."""
     hashes = [h.decode() if isinstance(h, bytes) else h for h in redis_client().smembers(_index(account_id))]

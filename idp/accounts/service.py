@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from idp import audit
+from idp import audit, lifecycle
 from idp.accounts import codes
 from idp.accounts.models import Account, TermsAcceptance, TermsVersion
 from idp.accounts.passwords import check_password_rules as _check_rules
@@ -138,12 +138,11 @@ def check_password(account: Account | None, password: str) -> Account | None:
 
 
 def set_password(account: Account, password: str, *, keep_session: str | None = None) -> None:
-    """Check the rules, store a new hash, end every browser session but ``keep_session`` and revoke the
-    trusted browsers, refresh-token families and access tokens of the account.
+    """Check the rules, store a new hash, then publish :data:`idp.lifecycle.password_changed`: its subscribers
+    end every browser session but ``keep_session`` and every login in flight, and revoke the WebAuthn
+    credentials, trusted browsers, refresh-token families, access tokens and reset links of the account.
 
     Raises :class:`PasswordRejected` with the French reasons."""
-    from idp.login.sessions import sessions
-
     reasons = check_password_rules(password, account_nir(account))
     if reasons:
         raise PasswordRejected(reasons)
@@ -151,21 +150,7 @@ def set_password(account: Account, password: str, *, keep_session: str | None = 
     account.password_changed_at = clock().now()
     audit.record("account.password_changed", account_id=account.id, commit=False)
     db.session.commit()
-    sessions.end_all(account.id, except_id=keep_session)
-    revoke_grants(account.id)
-
-
-def revoke_grants(account_id: str) -> None:
-    """What a password change or reset takes back besides browser sessions: every WebAuthn credential
-    (whoever had the password could have activated their own phone, which replaces the password on the
-    app), every trusted browser, every refresh-token family and every access token of the account."""
-    from idp.mfa import trusted_browser
-    from idp.oidc.tokens import revoke_all_for_account
-    from idp.webauthn import service as webauthn
-
-    webauthn.revoke_all(account_id, reason="password_changed")
-    trusted_browser.revoke_all(account_id)
-    revoke_all_for_account(account_id)
+    lifecycle.password_changed.send(account.id, keep_session=keep_session)
 
 
 def record_login(account: Account, *, commit: bool = True) -> None:
@@ -203,21 +188,21 @@ def create_account(nir: Nir, password: str, *, email: str | None = None, email_v
 
 def reset_account(account: Account, *, actor: str = "advisor") -> None:
     """Advisor reset: delete the account; the database cascades remove its credentials, trusted browsers,
-    terms acceptances and tokens (``ondelete=CASCADE``); browser sessions end, locks and quotas are
-    cleared, pending codes are forgotten. The audit trail and the RFI identity are kept."""
-    from idp.login.sessions import sessions
-
+    terms acceptances and tokens (``ondelete=CASCADE``); then :data:`idp.lifecycle.account_reset` is
+    published: browser sessions and logins in flight end, access tokens (Redis) are revoked, locks and
+    quotas are cleared, pending codes and reset links are forgotten. The audit trail and the RFI identity
+    are kept."""
     account_id = account.id
     db.session.delete(account)
     audit.record("account.reset", account_id=account_id, commit=False, actor=actor)
     db.session.commit()
-    sessions.end_all(account_id)
-    revoke_grants(account_id)  # the cascade removed the rows; access tokens live in Redis
+    lifecycle.account_reset.send(account_id)
+
+
+def forget_account_state(account_id: str, **_: object) -> None:
+    """Lifecycle receiver (account reset): locks, quotas and pending e-mail validation codes."""
     limits.unlock_account(account_id)
     codes.discard(EMAIL_CODE, account_id)
-    from idp.accounts import recovery
-
-    recovery.forget_links(account_id)
 
 
 # --- e-mail -------------------------------------------------------------------------------------
@@ -285,11 +270,31 @@ def confirm_email(account: Account, email: str, code: str) -> bool:
     """Check the code; on success the account's e-mail becomes ``email``, validated."""
     if not check_email_code(account.id, email, code):
         return False
+    previous = account.email if account.email_validated else None
     account.email = normalise_email(email)
     account.email_validated = True
     audit.record("account.email_validated", account_id=account.id, commit=False)
     db.session.commit()
+    if previous != account.email:
+        lifecycle.email_changed.send(account.id, previous=previous, current=account.email)
     return True
+
+
+def tell_previous_address(account_id: str, *, previous: str | None = None, current: str | None = None,
+                          **_: object) -> None:
+    """Lifecycle receiver (e-mail changed): the address validated before is told, in French (an address
+    changed by whoever has only the password must not go unnoticed). Best effort."""
+    from idp.notify.mail import MailNotSent, send_mail
+
+    if not previous:
+        return
+    try:
+        send_mail(previous, "Mon compte ameli : votre adresse e-mail a été modifiée", "email_changed",
+                  masked=masked_email(current), when=paris_display(clock().now()))
+    except MailNotSent:
+        log.warning("e-mail change notice not sent", extra={"account_id": account_id})
+        return
+    audit.record_in_request("account.email_change_notified", account_id=account_id)
 
 
 # --- terms of use -------------------------------------------------------------------------------

@@ -40,8 +40,8 @@ from idp.accounts import service as accounts
 from idp.clock import timestamp
 from idp.crypto import lookup_hmac
 from idp.extensions import clock, settings
-from idp.login import policy
-from idp.login.interaction import Interaction, interactions
+from idp.login import assurance
+from idp.login.interaction import Interaction, Step, interactions
 from idp.mfa import codes, limits
 from idp.nir import InvalidNir, Nir
 from idp.notify.mail import MailNotSent
@@ -138,14 +138,28 @@ def identify(interaction: Interaction, nir_text: str, password: str, *, address:
         return StepResult(Outcome.WRONG)
     limits.reset_failures("pwd", account.id)
     slot.give_back()
-    # Nothing proved on this interaction before (another account's code or biometrics, its code sent,
-    # trusted browser, offer flags) may count for the account identified now.
-    if interaction.account_id is not None or interaction.amr:
-        codes.discard(interaction.id)
-    interaction.restart(account.id)
-    interaction.complete("pwd")
+    start_for(interaction, account, assurance.password_factor(timestamp(clock().now())))
     audit.record_in_request("login_password_ok", account_id=account.id, client_id=interaction.client_id)
     return StepResult(Outcome.OK, account=account)
+
+
+def start_for(interaction: Interaction, account: Account, first: assurance.Factor) -> None:
+    """A first factor succeeded: the login starts from scratch for ``account``.
+
+    Nothing proved on this interaction before (another account's code or biometrics, its code sent, trusted
+    browser, offer flags) may count; the account's lifecycle epoch and its address validated *before* this
+    login (the only one a security code may prove) are recorded now."""
+    if interaction.account_id is not None or interaction.proof.factors:
+        codes.discard(interaction.id)
+    interaction.restart(account.id, epoch=interactions.epoch(account.id, touch=True))
+    interaction.email_known = account.email if account.email_validated and account.email else None
+    interaction.proof.add(first)
+
+
+def trust_browser(interaction: Interaction, *, trusted: bool) -> None:
+    """The trusted-browser cookie of this very account was presented (checked by the caller)."""
+    if trusted:
+        interaction.proof.add(assurance.trusted_browser_factor(timestamp(clock().now())))
 
 
 def request_code(interaction: Interaction, account: Account) -> StepResult:
@@ -153,6 +167,10 @@ def request_code(interaction: Interaction, account: Account) -> StepResult:
     lock = limits.account_lock(account.id)
     if lock.locked:
         return StepResult(Outcome.LOCKED, until=lock.until)
+    if not account.email or account.email != interaction.email_known:
+        # The address changed since the login started: a code sent there would prove nothing.
+        interaction.email_known = None
+        return StepResult(Outcome.MISSING)
     try:
         sent = codes.send_code(interaction.id, account)
     except codes.CodeQuotaExceeded as exc:
@@ -160,7 +178,8 @@ def request_code(interaction: Interaction, account: Account) -> StepResult:
         return StepResult(Outcome.QUOTA, until=exc.until)
     except MailNotSent:
         return StepResult(Outcome.MAIL_FAILED)
-    interaction.data["code_sent_at"] = timestamp(clock().now())
+    interaction.code_sent_at, interaction.code_sent_to, interaction.code_not_sent = \
+        timestamp(clock().now()), account.email, False
     audit.record_in_request("code_sent", account_id=account.id, client_id=interaction.client_id)
     return StepResult(Outcome.OK, account=account, expires_at=sent.expires_at)
 
@@ -199,7 +218,12 @@ def _check_code(interaction: Interaction, account: Account, code: str) -> tuple[
     check = codes.verify_code(interaction.id, account.id, cleaned)
     if check is codes.CodeCheck.OK:
         limits.reset_failures("code", account.id)
-        interaction.complete("mail")
+        factor = assurance.email_code_factor(timestamp(clock().now()), sent_to=interaction.code_sent_to,
+                                             validated_before_login=interaction.email_known)
+        if factor is None:  # right code, but to an address not validated before this login: no factor
+            interaction.email_known = None
+        else:
+            interaction.proof.add(factor)
         audit.record_in_request("code_ok", account_id=account.id, client_id=interaction.client_id)
         return StepResult(Outcome.OK, account=account), False
     if check is not codes.CodeCheck.WRONG:  # expired or consumed in between: no guess was checked
@@ -214,24 +238,19 @@ def _check_code(interaction: Interaction, account: Account, code: str) -> tuple[
 
 
 def finish(interaction: Interaction, account: Account) -> None:
-    """Mark the interaction done (account, amr, acr, auth_time) for ``oidc.resume`` to consume."""
-    if interaction.step == "done":
+    """Mark the interaction done for ``oidc.resume`` to consume; the login is counted once."""
+    if interaction.step is Step.DONE:
         return
-    if interaction.data.get("session_sid"):
+    interaction.step = Step.DONE
+    interaction.account_id = account.id
+    interactions.save(interaction)
+    if interaction.from_session:
         # Consent given within a live session (prompt=consent alone): no new authentication happened, the
         # session's amr, acr and auth_time stay, and no login is counted.
-        interaction.step = "done"
-        interactions.save(interaction)
         audit.record("consent_given", account_id=account.id, client_id=interaction.client_id)
         return
-    acr, amr = policy.authentication_context(interaction.amr)
-    interaction.step = "done"
-    interaction.account_id = account.id
-    interaction.amr = amr
-    interaction.acr = acr
-    interaction.auth_time = timestamp(clock().now())
-    interactions.save(interaction)
     codes.discard(interaction.id)
     # One commit: the login counted, its audit event and the step events recorded in this request.
     accounts.record_login(account, commit=False)
-    audit.record("login_done", account_id=account.id, client_id=interaction.client_id, amr=amr, acr=acr)
+    audit.record("login_done", account_id=account.id, client_id=interaction.client_id,
+                 amr=assurance.amr(interaction.proof), acr=assurance.acr(interaction.proof))

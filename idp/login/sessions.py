@@ -1,24 +1,26 @@
 """Browser sessions (single sign-on) kept in Redis.
 
 A session is created when a login interaction finishes (always with a new id: no fixation), is
-referenced by the ``idp_session`` cookie (``__Host-`` prefixed outside development), and ends on
-idle timeout, absolute timeout, logout, password change or advisor reset. Decisions use the app
-clock; the Redis TTL only cleans up.
+referenced by the ``idp_session`` cookie (:mod:`idp.login.cookies`), and ends on idle timeout,
+absolute timeout, logout, password change or advisor reset (lifecycle signals, :mod:`idp.lifecycle`).
+Decisions use the app clock; the Redis TTL only cleans up.
+
+A session keeps the factors its login proved (:class:`idp.login.assurance.Proof`) and the ``amr``, ``acr``
+and ``auth_time`` derived from them: single sign-on yields at most that level, and only to clients whose
+rule it meets (``idp.login.assurance.meets``).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from idp.clock import timestamp
 from idp.crypto import new_token
 from idp.extensions import clock, redis_client, rkey, settings
-
-
-def cookie_name() -> str:
-    """``__Host-idp_session`` when cookies are Secure, else ``idp_session``."""
-    return "__Host-idp_session" if settings().secure_cookies else "idp_session"
+from idp.login import assurance
+from idp.login.assurance import Proof
 
 
 @dataclass(kw_only=True)
@@ -33,11 +35,12 @@ class BrowserSession:
     created_at: int
     last_seen: int
     clients: list[str] = field(default_factory=list)  # client_ids that got tokens (for logout)
-    # The login that opened it had a second factor good for web clients (e-mail code, or a platform
-    # credential activated with two factors), or was finished on a trusted browser. A session without
-    # either (mobile password-only login, federation without code) never gives web clients SSO.
-    second_factor: bool = False
-    trusted_browser: bool = False
+    factors: list[dict[str, Any]] = field(default_factory=list)  # the login's proof (assurance.Proof)
+
+    @property
+    def proof(self) -> Proof:
+        """The factors the login that opened this session proved."""
+        return Proof.from_list(self.factors)
 
     def to_json(self) -> str:
         """Serialised form stored in Redis."""
@@ -55,13 +58,12 @@ class SessionStore:
     def _index(account_id: str) -> str:
         return rkey("sessions-of", account_id)
 
-    def create(self, *, account_id: str, auth_time: int, amr: list[str], acr: str, second_factor: bool = False,
-               trusted_browser: bool = False) -> BrowserSession:
-        """A new session with a fresh random id."""
+    def create(self, *, account_id: str, proof: Proof) -> BrowserSession:
+        """A new session with a fresh random id, worth what ``proof`` proved."""
         now = timestamp(clock().now())
-        session = BrowserSession(id=new_token(32), account_id=account_id, auth_time=auth_time, amr=list(amr),
-                                 acr=acr, created_at=now, last_seen=now, second_factor=second_factor,
-                                 trusted_browser=trusted_browser)
+        session = BrowserSession(id=new_token(32), account_id=account_id, auth_time=assurance.auth_time(proof) or now,
+                                 amr=assurance.amr(proof), acr=assurance.acr(proof), created_at=now, last_seen=now,
+                                 factors=proof.to_list())
         self._write(session)
         self._prune_index(account_id)
         pipe = redis_client().pipeline()
@@ -93,6 +95,7 @@ class SessionStore:
             return None
         try:
             session = BrowserSession(**json.loads(raw))
+            session.proof  # noqa: B018  (a record whose factors do not read back is no session)
         except (ValueError, TypeError):
             return None
         now = timestamp(clock().now())
@@ -141,3 +144,8 @@ class SessionStore:
 
 
 sessions = SessionStore()
+
+
+def end_sessions(account_id: str, *, keep_session: str | None = None, **_: Any) -> None:
+    """Lifecycle receiver (password changed, account reset): end the account's sessions but ``keep_session``."""
+    sessions.end_all(account_id, except_id=keep_session)

@@ -17,11 +17,10 @@ from flask_wtf.csrf import CSRFError
 from idp import audit
 from idp.accounts import service as accounts
 from idp.clock import paris_display
-from idp.errors import BadRequest, IdpError, TooManyRequests, render_error
+from idp.errors import BadRequest, TooManyRequests
 from idp.extensions import db, settings
-from idp.login import interaction as interaction_cookie
-from idp.login import policy, remember, service
-from idp.login.interaction import Interaction, interactions
+from idp.login import assurance, cookies, policy, service
+from idp.login.interaction import Consent, Interaction, InteractionExpired, Offer, Step, interactions
 from idp.login.service import Outcome, StepResult
 from idp.mfa import codes, limits, trusted_browser
 from idp.nir import Nir
@@ -35,8 +34,9 @@ if TYPE_CHECKING:
 
 bp = Blueprint("login", __name__, url_prefix="/connexion")
 
-STEP_ENDPOINTS = {"identify": "login.start", "email": "login.email", "code": "login.code",
-                  "biometric": "login.biometric", "terms": "login.terms", "consent": "login.consent"}
+STEP_ENDPOINTS = {Step.IDENTIFY: "login.start", Step.EMAIL: "login.email", Step.CODE: "login.code",
+                  Step.BIOMETRIC: "login.biometric", Step.TERMS: "login.terms", Step.CONSENT: "login.consent",
+                  Step.OFFER: "biometric.offer"}
 # What each scope gives, in plain French, for the consent page (idp.oidc.claims.SCOPE_CLAIMS).
 SCOPE_LABELS = {"profile": "Votre identité : nom, prénoms, nom d'usage, sexe et date de naissance",
                 "email": "Votre adresse e-mail",
@@ -52,21 +52,12 @@ def _wrong() -> list[str]:
             f"Attention : {settings().max_failed_attempts} essais infructueux bloquent l'accès au service."]
 
 
-class InteractionExpired(IdpError):
-    """No live login interaction behind the request (expired, finished, no or stale cookie)."""
+def expired_page(exc: InteractionExpired) -> Response:
+    """The one "interaction expired" page (JSON for the biometric endpoints); clears the stale cookie."""
+    from idp.errors import render_error
 
-    code = "interaction_expired"
-    status = 400
-    title = "Votre session a expiré"
-    description = ("Votre demande de connexion a expiré ou n'est plus valide. Pour des raisons de sécurité, "
-                   "merci de recommencer votre connexion depuis le site ou l'application du service que "
-                   "vous souhaitez utiliser.")
-
-
-@bp.errorhandler(InteractionExpired)
-def _expired(exc: InteractionExpired) -> Response:
     response = render_error(exc.status, exc.code, exc.title, exc.description)
-    interaction_cookie.clear_cookie(response)  # a stale cookie must not stick around
+    cookies.clear_interaction(response)  # a stale cookie must not stick around
     return response
 
 
@@ -78,13 +69,6 @@ def _csrf_failed(_exc: CSRFError) -> ResponseReturnValue:
 
 
 # --- helpers -----------------------------------------------------------------------------------
-def _live() -> Interaction:
-    found = interaction_cookie.current()
-    if found is None or found.step == "done":
-        raise InteractionExpired(detail="no live interaction")
-    return found
-
-
 def _held_account(interaction: Interaction) -> Account | None:
     """The interaction's account, held for the rest of the request: the session's identity map keeps only
     weak references, so without it every look-up (views, policy) would load the row again."""
@@ -112,38 +96,35 @@ def _advance(interaction: Interaction, *, send_code: bool) -> Response:
     ``send_code`` is True only from POST handlers: a GET never sends an e-mail."""
     account = _account(interaction) if interaction.account_id else None
     step = policy.next_step(interaction, account)
-    if step == "done" and account is not None:
+    if step is Step.DONE and account is not None:
         service.finish(interaction, account)
         return redirect(_resume_url(), 303)
-    if step == "offer":
-        interaction.data["offer_shown"] = True
-        interactions.save(interaction)
-        audit.commit_recorded()
-        return redirect(url_for("webauthn.offer"), 303)
-    if step == "code" and send_code and account is not None and not interaction.data.get("code_sent_at"):
+    if step is Step.OFFER:
+        interaction.offer = Offer.SHOWN  # shown once per login; activation is open while it is shown
+    if step is Step.CODE and send_code and account is not None and not interaction.code_sent_at:
         result = service.request_code(interaction, account)  # a failure (quota, SMTP) is shown by the code page
         # Locks and quota blocks are read back from Redis by the code page; an SMTP failure leaves no trace
         # there, so it is remembered here lest the page claim that a code "va vous être envoyé".
-        interaction.data["code_not_sent"] = result.outcome is Outcome.MAIL_FAILED
+        interaction.code_not_sent = result.outcome is Outcome.MAIL_FAILED
     interactions.save(interaction)
     audit.commit_recorded()  # the step's audit events, in one transaction
     return redirect(url_for(STEP_ENDPOINTS[step]), 303)
 
 
-def _on_step(interaction: Interaction, step: str) -> Response | None:
+def _on_step(interaction: Interaction, step: Step) -> Response | None:
     """A redirect to the right page when the policy says another step comes now."""
     expected = policy.next_step(interaction, _held_account(interaction))
     return None if expected == step else _advance(interaction, send_code=False)
 
 
-def step_view(step: str) -> Callable[[Callable[..., ResponseReturnValue]], Callable[..., ResponseReturnValue]]:
+def step_view(step: Step) -> Callable[[Callable[..., ResponseReturnValue]], Callable[..., ResponseReturnValue]]:
     """Decorate the view of one step: it receives the live interaction, and the browser is sent to the
     policy's page instead whenever another step comes now (no step can be skipped or replayed)."""
 
     def decorate(view: Callable[..., ResponseReturnValue]) -> Callable[..., ResponseReturnValue]:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> ResponseReturnValue:
-            interaction = _live()
+            interaction = cookies.live_interaction()
             elsewhere = _on_step(interaction, step)
             if elsewhere is not None:
                 return elsewhere
@@ -191,15 +172,14 @@ def _throttled(result: StepResult) -> None:
 
 # --- step 0: identify --------------------------------------------------------------------------
 def _identify_page(interaction: Interaction, **context: Any) -> Response:
-    remembered = remember.read_nir(request.cookies.get(remember.cookie_name()))
+    remembered = cookies.remembered_nir()
     response = current_app.make_response((render_template(
         "login/identify.html", interaction=interaction, remembered=remembered,
         web=interaction.client_kind == "web", mobile=interaction.client_kind == "mobile", links=_links(),
         renewed=bool(request.args.get("renouvele")),
         **context), 200))
-    raw = request.cookies.get(remember.cookie_name())
-    if raw and remembered is None:
-        remember.forget_nir(response)  # corrupt, foreign or oversized: clear silently
+    if cookies.read(cookies.NIR) and remembered is None:
+        cookies.forget_nir(response)  # corrupt, foreign or oversized: clear silently
     return response
 
 
@@ -212,8 +192,8 @@ def _links() -> dict[str, str]:
 @bp.get("")
 def start() -> ResponseReturnValue:
     """Step 0, the identify page: NIR (or the remembered one) and password."""
-    interaction = _live()
-    if interaction.account_id and policy.next_step(interaction) != "identify":
+    interaction = cookies.live_interaction()
+    if interaction.account_id and policy.next_step(interaction) is not Step.IDENTIFY:
         return _advance(interaction, send_code=False)
     return _identify_page(interaction)
 
@@ -221,8 +201,8 @@ def start() -> ResponseReturnValue:
 @bp.post("")
 def identify() -> ResponseReturnValue:
     """Step 0 submitted: cases 4 and 7 (wrong password, lock), unknown NIR answered the same way."""
-    interaction = _live()
-    remembered = remember.read_nir(request.cookies.get(remember.cookie_name()))
+    interaction = cookies.live_interaction()
+    remembered = cookies.remembered_nir()
     nir_text = request.form.get("nir", "")[:64] or (remembered.value if remembered else "")
     password = request.form.get("password", "")[:settings().password_max_length + 1]
     result = service.identify(interaction, nir_text, password, address=request.remote_addr)
@@ -232,17 +212,18 @@ def identify() -> ResponseReturnValue:
     if not result.ok:
         return _identify_page(interaction, alert=_alert_for(result))
     assert result.account is not None
-    interaction.trusted_browser = interaction.client_kind == "web" and bool(request.form.get("trusted_browser"))
-    token = request.cookies.get(trusted_browser.cookie_name())
-    interaction.data["trusted_browser_ok"] = trusted_browser.is_trusted(token, result.account.id)
+    interaction.trusted_browser_wanted = interaction.client_kind == "web" and bool(request.form.get("trusted_browser"))
+    token = cookies.read(cookies.TRUSTED)
+    trusted = trusted_browser.is_trusted(token, result.account.id)
+    service.trust_browser(interaction, trusted=trusted)
     response = _advance(interactions.rotate(interaction), send_code=True)
-    interaction_cookie.set_cookie(response, interaction)
-    if token and not interaction.data["trusted_browser_ok"]:
-        remember.clear_trusted(response)
+    cookies.set_interaction(response, interaction)
+    if token and not trusted:
+        cookies.clear_trusted(response)
     if request.form.get("remember_nir") or remembered:
-        remember.remember_nir(response, _parsed(nir_text))
+        cookies.remember_nir(response, _parsed(nir_text))
     else:
-        remember.forget_nir(response)
+        cookies.forget_nir(response)
     return response
 
 
@@ -254,24 +235,27 @@ def _parsed(nir_text: str) -> Nir:
 def forget_nir() -> ResponseReturnValue:
     """"Ce n'est pas moi / oublier ce numéro": forget the remembered NIR."""
     response = redirect(url_for("login.start"), 303)
-    remember.forget_nir(response)
+    cookies.forget_nir(response)
     return response
 
 
 @bp.get("/suite")
 def next() -> ResponseReturnValue:
     """Redirect to the page of the step the policy decides (used after the WebAuthn steps)."""
-    return _advance(_live(), send_code=False)
+    return _advance(cookies.live_interaction(), send_code=False)
 
 
 # --- case 1: e-mail to enter and validate ------------------------------------------------------
 @bp.route("/email", methods=["GET", "POST"])
-@step_view("email")
+@step_view(Step.EMAIL)
 def email(interaction: Interaction) -> ResponseReturnValue:
-    """Case 1: no validated e-mail: enter an address, receive a code there, type it."""
+    """Case 1: no validated e-mail: enter an address, receive a code there, type it.
+
+    The address is validated for the account, but it proves nothing for this login (whoever has only the
+    password could bind their own mailbox): the login goes on single-factor (``idp.login.assurance``)."""
     account = _account(interaction)
     errors: dict[str, str] = {}
-    pending = interaction.data.get("email_pending")
+    pending = interaction.email_pending
     if request.method == "POST":
         action = request.form.get("action", "send")
         if action == "send":
@@ -280,17 +264,15 @@ def email(interaction: Interaction) -> ResponseReturnValue:
                 errors["email"] = "Saisissez une adresse e-mail valide, par exemple nom@exemple.fr."
             else:
                 accounts.start_email_verification(account, address)
-                interaction.data["email_pending"] = address
+                interaction.email_pending = address
                 interactions.save(interaction)
                 return redirect(url_for("login.email"), 303)
         elif action == "change":
-            interaction.data.pop("email_pending", None)
+            interaction.email_pending = None
             interactions.save(interaction)
             return redirect(url_for("login.email"), 303)
         elif pending and accounts.confirm_email(account, pending, request.form.get("code", "").strip()[:16]):
-            interaction.data.pop("email_pending", None)
-            # Binding a mailbox is not a second factor: whoever has only the password could bind their own.
-            # The login goes on to the usual security code, sent to the address just validated.
+            interaction.email_pending = None
             db.session.refresh(account)
             return _advance(interaction, send_code=True)
         else:
@@ -305,8 +287,8 @@ def _code_page(interaction: Interaction, account: Account, *, alert: list[str] |
                code_error: str = "", notice: str = "") -> Response:
     lock = limits.account_lock(account.id)
     blocked = limits.quota_block(codes.QUOTA_NAME, account.id)
-    sent = bool(interaction.data.get("code_sent_at"))
-    not_sent = not sent and bool(interaction.data.get("code_not_sent"))
+    sent = bool(interaction.code_sent_at)
+    not_sent = not sent and interaction.code_not_sent
     if alert is None:
         alert = [_lock_message(lock.until)] if lock.locked else [_quota_message(blocked)] if blocked else \
             _alert_for(StepResult(Outcome.MAIL_FAILED)) if not_sent else []
@@ -319,7 +301,7 @@ def _code_page(interaction: Interaction, account: Account, *, alert: list[str] |
 
 
 @bp.get("/code")
-@step_view("code")
+@step_view(Step.CODE)
 def code(interaction: Interaction) -> ResponseReturnValue:
     """Steps 1-3: the page that says where the code went, and the form to type it."""
     notice = "Un nouveau code de sécurité vous a été envoyé." if request.args.get("nouveau") else ""
@@ -327,7 +309,7 @@ def code(interaction: Interaction) -> ResponseReturnValue:
 
 
 @bp.post("/code")
-@step_view("code")
+@step_view(Step.CODE)
 def check_code(interaction: Interaction) -> ResponseReturnValue:
     """Step 3 submitted: cases 2 (expired), 5 (wrong) and 6 (three wrong codes lock)."""
     account = _account(interaction)
@@ -338,13 +320,14 @@ def check_code(interaction: Interaction) -> ResponseReturnValue:
     if not result.ok:
         return _code_page(interaction, account, alert=_alert_for(result))
     response = _advance(interaction, send_code=True)
-    if interaction.trusted_browser:
-        remember.set_trusted(response, trusted_browser.trust(account.id))
+    if interaction.trusted_browser_wanted and assurance.factor_count(interaction.proof) >= 2:
+        # Only a login that proved two factors may make this browser stand in for the code.
+        cookies.set_trusted(response, trusted_browser.trust(account.id))
     return response
 
 
 @bp.post("/code/nouveau")
-@step_view("code")
+@step_view(Step.CODE)
 def resend_code(interaction: Interaction) -> ResponseReturnValue:
     """"Recevoir un nouveau code de sécurité" (case 3: 5 per sliding hour, then blocked 1 hour)."""
     account = _account(interaction)
@@ -357,18 +340,18 @@ def resend_code(interaction: Interaction) -> ResponseReturnValue:
 
 # --- biometric second factor -------------------------------------------------------------------
 @bp.route("/biometrie", methods=["GET", "POST"])
-@step_view("biometric")
+@step_view(Step.BIOMETRIC)
 def biometric(interaction: Interaction) -> ResponseReturnValue:
     """The account has a platform credential: sign in with it, or choose the e-mail code instead."""
     if request.method == "POST":
-        interaction.data["prefer_code"] = True
+        interaction.prefer_code = True
         return _advance(interaction, send_code=True)
     return render_template("login/biometric.html")
 
 
 # --- notifications: terms ----------------------------------------------------------------------
 @bp.route("/conditions", methods=["GET", "POST"])
-@step_view("terms")
+@step_view(Step.TERMS)
 def terms(interaction: Interaction) -> ResponseReturnValue:
     """New terms of use to accept before going on."""
     account = _account(interaction)
@@ -377,7 +360,7 @@ def terms(interaction: Interaction) -> ResponseReturnValue:
     if request.method == "POST":
         if pending is not None and request.form.get("accept") and request.form.get("terms_id") == str(pending.id):
             accounts.accept_terms(account, pending)
-            interaction.data["notified"] = True  # seed: no biometric offer when another notification was shown
+            interaction.terms_shown = True  # seed: no biometric offer when another notification was shown
             return _advance(interaction, send_code=True)
         error = "Cochez la case pour accepter les conditions générales d'utilisation."
     return render_template("login/terms.html", terms=pending, error=error)
@@ -385,7 +368,7 @@ def terms(interaction: Interaction) -> ResponseReturnValue:
 
 # --- consent (prompt=consent) ------------------------------------------------------------------
 @bp.route("/autorisation", methods=["GET", "POST"])
-@step_view("consent")
+@step_view(Step.CONSENT)
 def consent(interaction: Interaction) -> ResponseReturnValue:
     """OIDC Core §3.1.2.4: the service asked for consent; "Autoriser" goes on to its answer, "Refuser"
     ends the interaction with access_denied (sent by /authorize/resume)."""
@@ -397,10 +380,10 @@ def consent(interaction: Interaction) -> ResponseReturnValue:
     if request.method == "POST":
         choice = request.form.get("choice")
         if choice == "allow":
-            interaction.data["consented"] = True
+            interaction.consent = Consent.GIVEN
             return _advance(interaction, send_code=False)
         if choice == "deny":
-            interaction.data["consent_refused"] = True
+            interaction.consent = Consent.REFUSED
             interactions.save(interaction)
             return redirect(_resume_url(), 303)
         raise BadRequest(detail="unknown consent choice")

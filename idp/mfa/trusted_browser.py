@@ -34,11 +34,6 @@ class TrustedBrowser(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
-def cookie_name() -> str:
-    """``__Host-idp_trusted`` when cookies are Secure, else ``idp_trusted``."""
-    return "__Host-idp_trusted" if settings().secure_cookies else "idp_trusted"
-
-
 def _aware(instant: datetime) -> datetime:
     # SQLite gives naive datetimes back; they were stored in UTC.
     return instant if instant.tzinfo else instant.replace(tzinfo=UTC)
@@ -82,6 +77,11 @@ def revoke_all(account_id: str) -> int:
                                 .values(revoked_at=clock().now()))
     db.session.commit()
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def revoke_on_event(account_id: str, **_: object) -> None:
+    """Lifecycle receiver (password changed): whoever had the password may have trusted their browser."""
+    revoke_all(account_id)
 
 
 def list_for(account_id: str) -> list[TrustedBrowser]:

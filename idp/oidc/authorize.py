@@ -24,6 +24,8 @@ from idp.clock import timestamp
 from idp.crypto import lookup_hmac
 from idp.errors import BadRequest
 from idp.extensions import clock, settings
+from idp.login import assurance
+from idp.login.assurance import Requirement
 from idp.login.sessions import BrowserSession
 from idp.oidc import claims, keys
 from idp.oidc.clients import get_client
@@ -35,7 +37,6 @@ from idp.oidc.tokens import EndUser
 REQUEST_PARAMS = ("response_type", "client_id", "redirect_uri", "scope", "state", "nonce", "code_challenge",
                   "code_challenge_method", "prompt", "max_age", "acr_values", "claims", "login_hint",
                   "id_token_hint", "ui_locales", "display", "response_mode", "claims_locales")
-ACR_LEVELS = ("eidas1", "eidas2", "eidas3")
 UNMET = "unmet_authentication_requirements"  # OpenID Connect Unmet Authentication Requirements 1.0
 
 
@@ -50,9 +51,11 @@ class UnknownClientPage(BadRequest):
 
 
 class UnmetAuthenticationRequirements(OAuth2Error):
-    """The achieved acr is below what the client required."""
+    """The achieved (or any reachable) acr is below what the client required (OpenID Connect Unmet
+    Authentication Requirements 1.0): redirected with ``state`` and ``iss``."""
 
     error = UNMET
+    description = "The authentication level is lower than requested."
 
 
 @dataclass(kw_only=True)
@@ -61,10 +64,9 @@ class Decision:
 
     client: Client
     params: dict[str, str]
+    requirement: Requirement
     reasons: list[str] = field(default_factory=list)  # non-empty: a new login is needed
     end_user: EndUser | None = None  # set: answer now with the existing session
-    require_email_code: bool = True
-    required_acr: str | None = None
 
 
 def request_params(values: dict[str, str]) -> dict[str, str]:
@@ -78,22 +80,6 @@ def check_client(params: dict[str, str]) -> Client:
     if client is None or not params.get("redirect_uri") or not client.check_redirect_uri(params["redirect_uri"]):
         raise UnknownClientPage(detail="unknown client or unregistered redirect_uri")
     return client
-
-
-def acr_rank(acr: str | None) -> int:
-    """Position of an eIDAS level (unknown values rank lowest)."""
-    return ACR_LEVELS.index(acr) + 1 if acr in ACR_LEVELS else 0
-
-
-def required_acr(params: dict[str, str], claims_request: dict[str, Any]) -> str | None:
-    """The lowest acr the client accepts: acr_values (voluntary, binding for federation clients) or
-    an essential ``acr`` claim request (Core §5.5.1.1)."""
-    wanted = [v for v in params.get("acr_values", "").split() if v in ACR_LEVELS]
-    acr_claim = (claims_request.get("id_token") or {}).get("acr") or {}
-    if isinstance(acr_claim, dict) and acr_claim.get("essential"):
-        values = acr_claim.get("values") or ([acr_claim["value"]] if acr_claim.get("value") else [])
-        wanted += [v for v in values if v in ACR_LEVELS]
-    return min(wanted, key=acr_rank) if wanted else None
 
 
 def parse_claims(params: dict[str, str], redirect_uri: str) -> dict[str, Any]:
@@ -167,10 +153,13 @@ def decide(values: dict[str, str], session: BrowserSession | None) -> Decision:
         # Core §3.1.2.1: none with any other value (consent included) is an error, whatever the session.
         raise InvalidRequestError("Invalid 'prompt' parameter.", redirect_uri=redirect_uri, state=state)
     claims_request = parse_claims(params, redirect_uri)
-    needed_acr = required_acr(params, claims_request)
-    decision = Decision(client=client, params=params, required_acr=needed_acr,
-                        require_email_code=_require_email_code(client, needed_acr))
-    decision.reasons = login_reasons(params, session, client, needed_acr, redirect_uri)
+    requirement = assurance.requirement(client_kind=client.kind, client_requires_code=client.require_email_code,
+                                        acr_values=params.get("acr_values"), claims_request=claims_request)
+    if requirement.binding and not assurance.reachable(requirement.acr):
+        # No login here can reach it: say so now rather than after a login that cannot be enough.
+        raise UnmetAuthenticationRequirements(redirect_uri=redirect_uri, state=state)
+    decision = Decision(client=client, params=params, requirement=requirement)
+    decision.reasons = login_reasons(params, session, client, requirement, redirect_uri)
     if session is not None and not decision.reasons:
         decision.end_user = end_user_from_session(session, claims_request)
     elif "none" in params.get("prompt", "").split():
@@ -180,18 +169,10 @@ def decide(values: dict[str, str], session: BrowserSession | None) -> Decision:
     return decision
 
 
-def _require_email_code(client: Client, needed_acr: str | None) -> bool:
-    """web: always; mobile: never; federation: the client setting, or when a two-factor acr is required."""
-    if client.kind == "web":
-        return True
-    if client.kind == "mobile":
-        return False
-    return client.require_email_code or acr_rank(needed_acr) >= acr_rank(settings().acr_mfa)
-
-
 def login_reasons(params: dict[str, str], session: BrowserSession | None, client: Client,
-                  needed_acr: str | None, redirect_uri: str) -> list[str]:
-    """Why the existing session cannot answer this request (empty: it can)."""
+                  requirement: Requirement, redirect_uri: str) -> list[str]:
+    """Why the existing session cannot answer this request (empty: it can). A session yields at most the
+    level it proved, and only to clients whose rule it meets (``assurance``)."""
     reasons = []
     if session is None:
         reasons.append("login_required")
@@ -201,13 +182,13 @@ def login_reasons(params: dict[str, str], session: BrowserSession | None, client
     if session is not None and max_age is not None and (
             max_age == 0 or timestamp(clock().now()) - session.auth_time > max_age):
         reasons.append("max_age")
-    if session is not None and needed_acr and acr_rank(session.acr) < acr_rank(needed_acr):
+    if session is not None and requirement.acr and assurance.reachable(requirement.acr) and \
+            assurance.acr_rank(session.acr) < assurance.acr_rank(requirement.acr):
         reasons.append("acr_values")
-    if session is not None and _require_email_code(client, needed_acr) and not (
-            session.second_factor or (session.trusted_browser and "pwd" in session.amr)):
+    if session is not None and not assurance.second_factor_satisfied(requirement, session.proof):
         # A mobile (password only, or biometrics in place of the password) or federation-without-code login
-        # must not give web clients SSO without the password and the security code: the login policy asks
-        # for them in a new interaction. A trusted browser only stands in for the code, never the password.
+        # must not give web clients SSO without the password and a second factor: the login policy asks for
+        # them in a new interaction.
         reasons.append("second_factor")
     hinted = hint_subject(params, redirect_uri)
     if session is not None and hinted is not None and hinted != claims.subject(client, session.account_id):
@@ -220,18 +201,6 @@ def login_reasons(params: dict[str, str], session: BrowserSession | None, client
 def consent_only(decision: Decision) -> bool:
     """The live session answers this request once the person consents (prompt=consent, nothing else missing)."""
     return decision.reasons == ["consent"]
-
-
-def web_second_factor(amr: list[str], data: dict[str, Any]) -> bool:
-    """True when a finished login satisfies web clients: the password, then a second factor they accept,
-    the e-mail code or a platform credential (``hwk`` + ``user``) that was itself activated with two
-    factors (the WebAuthn sign-in records that in ``data["webauthn_mfa"]``).
-
-    The password is required: on the app a platform credential replaces it (DESIGN.md §1), and such a
-    session must not give web clients, which always ask the password first, SSO without it."""
-    if "pwd" not in amr:
-        return False
-    return "mail" in amr or ("hwk" in amr and "user" in amr and bool(data.get("webauthn_mfa")))
 
 
 def _max_age(params: dict[str, str], redirect_uri: str) -> int | None:
@@ -252,21 +221,3 @@ def end_user_from_session(session: BrowserSession, claims_request: dict[str, Any
     """The authenticated person of a browser session."""
     return EndUser(account_id=session.account_id, auth_time=session.auth_time, acr=session.acr,
                    amr=list(session.amr), sid=session_sid(session.id), claims=claims_request)
-
-
-def unmet_acr(params: dict[str, str], achieved_acr: str, client: Client) -> bool:
-    """True when the achieved acr is below an essential ``acr`` claim, or below ``acr_values`` for a
-    federation client (FranceConnect: never answer with a lower acr than requested)."""
-    essential = required_acr({}, _safe_claims(params))
-    if essential and acr_rank(achieved_acr) < acr_rank(essential):
-        return True
-    voluntary = required_acr(params, {})
-    return client.kind == "federation" and voluntary is not None and acr_rank(achieved_acr) < acr_rank(voluntary)
-
-
-def _safe_claims(params: dict[str, str]) -> dict[str, Any]:
-    try:
-        parsed = json.loads(params.get("claims") or "{}")
-    except ValueError:
-        return {}
-    return parsed if isinstance(parsed, dict) else {}

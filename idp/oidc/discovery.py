@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from idp.extensions import settings
-from idp.oidc.authorize import ACR_LEVELS
+from idp.login.assurance import reachable_acr_values
 from idp.oidc.claims import SUPPORTED_CLAIMS
 from idp.oidc.keys import ALGORITHMS
 from idp.oidc.models import AUTH_METHODS
@@ -47,7 +47,7 @@ def metadata() -> dict[str, Any]:
         "claims_parameter_supported": True,
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,
-        "acr_values_supported": list(ACR_LEVELS),
+        "acr_values_supported": reachable_acr_values(),  # only what a login here can reach
         "prompt_values_supported": ["none", "login", "consent"],
         "ui_locales_supported": ["fr-FR"],
         "claim_types_supported": ["normal"],

@@ -439,6 +439,11 @@ def revoke_family(family_id: str) -> None:
     _revoke_indexed(rkey("at-family", family_id))
 
 
+def revoke_on_event(account_id: str, **_: object) -> None:
+    """Lifecycle receiver (password changed, account reset): see :func:`revoke_all_for_account`."""
+    revoke_all_for_account(account_id)
+
+
 def revoke_all_for_account(account_id: str) -> int:
     """Revoke every refresh-token family of an account and every access token issued to it (password
     change or reset, advisor reset); returns how many refresh tokens were revoked."""

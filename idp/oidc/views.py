@@ -19,13 +19,10 @@ from flask_wtf.csrf import CSRFError, validate_csrf
 from werkzeug.routing import BuildError
 from wtforms import ValidationError
 
-from idp.clock import timestamp
 from idp.errors import BadRequest
-from idp.extensions import clock, db, settings
-from idp.login import interaction as interaction_cookie
-from idp.login import sessions as session_module
-from idp.login.interaction import Interaction, interactions
-from idp.login.policy import authentication_context
+from idp.extensions import db, settings
+from idp.login import assurance, cookies
+from idp.login.interaction import Consent, Interaction, InteractionExpired, Step, interactions
 from idp.login.sessions import BrowserSession, sessions
 from idp.oidc import authorize as authz
 from idp.oidc import claims, discovery, keys, tokens
@@ -39,14 +36,6 @@ oidc_bp = Blueprint("oidc", __name__)
 api_bp = Blueprint("oidc_api", __name__)
 
 
-class InteractionLost(BadRequest):
-    """The login interaction is missing, expired or already used."""
-
-    title = "Connexion expirée"
-    description = ("Votre demande de connexion a expiré ou a déjà été utilisée. Retournez sur le site du service "
-                   "et recommencez.")
-
-
 class LogoutRequestInvalid(BadRequest):
     """A logout request we cannot trust (bad id_token_hint, client mismatch): no redirect."""
 
@@ -57,7 +46,7 @@ class LogoutRequestInvalid(BadRequest):
 
 # --- helpers ---------------------------------------------------------------------------------
 def _browser_session() -> BrowserSession | None:
-    return sessions.get(request.cookies.get(session_module.cookie_name()))
+    return sessions.get(cookies.read(cookies.SESSION))
 
 
 def _login_url() -> str:
@@ -84,11 +73,6 @@ def _issue(params: dict[str, str], end_user: EndUser, session: BrowserSession) -
     return response
 
 
-def _set_session_cookie(response: Any, session: BrowserSession) -> None:
-    response.set_cookie(session_module.cookie_name(), session.id, path="/", secure=settings().secure_cookies,
-                        httponly=True, samesite="Lax")
-
-
 # --- authorization endpoint ------------------------------------------------------------------
 @oidc_bp.route("/authorize", methods=["GET", "POST"])
 def authorize() -> ResponseReturnValue:
@@ -100,21 +84,16 @@ def authorize() -> ResponseReturnValue:
             return _issue(decision.params, decision.end_user, session)
     except OAuth2Error as error:
         return _error_response(error)
-    started = interactions.create(client_id=decision.client.client_id, client_kind=decision.client.kind,
-                                  request=decision.params, reasons=decision.reasons)
-    started.data["require_email_code"] = decision.require_email_code
-    if decision.required_acr:
-        started.data["required_acr"] = decision.required_acr
+    started = interactions.create(client_id=decision.client.client_id, request=decision.params,
+                                  requirement=decision.requirement, reasons=decision.reasons)
     if session is not None and authz.consent_only(decision):
         # Only consent is missing: the session's authentication stands (the policy goes straight to the
-        # consent page) and /authorize/resume answers from this very session.
-        started.account_id, started.amr, started.acr = session.account_id, list(session.amr), session.acr
-        started.auth_time = session.auth_time
-        started.data["session_sid"] = authz.session_sid(session.id)
-        started.data["trusted_browser_ok"] = session.trusted_browser
-    interactions.save(started)
+        # consent page) and /authorize/resume answers from this very session. Nothing is proven in this
+        # interaction: it can activate no credential and count no login.
+        started.account_id, started.sso_sid = session.account_id, authz.session_sid(session.id)
+        interactions.save(started)
     response = redirect(_login_url(), 303)
-    interaction_cookie.set_cookie(response, started)
+    cookies.set_interaction(response, started)
     return response
 
 
@@ -124,22 +103,21 @@ def resume() -> ResponseReturnValue:
 
     Consent refused: the RP gets access_denied, no session is opened. Consent given within a live session
     (prompt=consent alone): that session answers, its amr, acr and auth_time unchanged."""
-    pending = interaction_cookie.current()
+    pending = cookies.current_interaction()
     if pending is None:
-        raise InteractionLost(detail="no interaction")
-    if pending.data.get("consent_refused"):
+        raise InteractionExpired(detail="no interaction")
+    if pending.consent is Consent.REFUSED:
         return _refused(pending)
-    if pending.step != "done" or not pending.account_id:
+    if pending.step is not Step.DONE or not pending.account_id:
         return redirect(_login_url(), 303)
     finished = interactions.consume(pending.id)
     client = get_client(pending.client_id)
     if finished is None or client is None or finished.account_id is None:
-        raise InteractionLost(detail="interaction consumed concurrently or client gone")
+        raise InteractionExpired(detail="interaction consumed concurrently, account changed or client gone")
     old = _browser_session()
-    if finished.data.get("session_sid"):
-        if old is None or authz.session_sid(old.id) != finished.data["session_sid"] or \
-                old.account_id != finished.account_id:
-            raise InteractionLost(detail="the session the consent was asked in is gone")
+    if finished.from_session:
+        if old is None or authz.session_sid(old.id) != finished.sso_sid or old.account_id != finished.account_id:
+            raise InteractionExpired(detail="the session the consent was asked in is gone")
         session = old
         end_user = authz.end_user_from_session(old, authz.parse_claims(finished.request,
                                                                        finished.request["redirect_uri"]))
@@ -148,16 +126,15 @@ def resume() -> ResponseReturnValue:
             sessions.end(old)
         session, end_user = _open_session(finished)
     try:
-        if authz.unmet_acr(finished.request, end_user.acr, client):
-            raise authz.UnmetAuthenticationRequirements(
-                "The authentication level is lower than requested.", redirect_uri=finished.request["redirect_uri"],
-                state=finished.request.get("state"))
+        if assurance.acr_too_low(finished.requirement, end_user.acr):
+            raise authz.UnmetAuthenticationRequirements(redirect_uri=finished.request["redirect_uri"],
+                                                        state=finished.request.get("state"))
         response = _issue(finished.request, end_user, session)
     except OAuth2Error as error:
         response = _error_response(error)
     response = make_response(response)
-    _set_session_cookie(response, session)
-    interaction_cookie.clear_cookie(response)
+    cookies.set_session(response, session.id)
+    cookies.clear_interaction(response)
     return response
 
 
@@ -165,21 +142,16 @@ def _refused(pending: Interaction) -> ResponseReturnValue:
     """"Refuser" on the consent page: end the interaction, access_denied to the RP (Core §3.1.2.6)."""
     finished = interactions.consume(pending.id)
     if finished is None:
-        raise InteractionLost(detail="interaction consumed concurrently")
+        raise InteractionExpired(detail="interaction consumed concurrently")
     error = AccessDeniedError(redirect_uri=finished.request["redirect_uri"], state=finished.request.get("state"))
     response = make_response(_error_response(error))
-    interaction_cookie.clear_cookie(response)
+    cookies.clear_interaction(response)
     return response
 
 
 def _open_session(finished: Interaction) -> tuple[BrowserSession, EndUser]:
     assert finished.account_id is not None
-    acr, amr = authentication_context(finished.amr)
-    acr = finished.acr or acr
-    auth_time = finished.auth_time or timestamp(clock().now())
-    session = sessions.create(account_id=finished.account_id, auth_time=auth_time, amr=amr, acr=acr,
-                              second_factor=authz.web_second_factor(finished.amr, finished.data),
-                              trusted_browser=bool(finished.data.get("trusted_browser_ok")))
+    session = sessions.create(account_id=finished.account_id, proof=finished.proof)
     claims_request = authz.parse_claims(finished.request, finished.request["redirect_uri"])
     return session, authz.end_user_from_session(session, claims_request)
 
@@ -212,8 +184,7 @@ def logout() -> ResponseReturnValue:
             make_response(render_template("oidc/logged_out.html"))
     elif request.method == "POST":
         response.status_code = 303
-    response.delete_cookie(session_module.cookie_name(), path="/", secure=settings().secure_cookies, httponly=True,
-                           samesite="Lax")
+    cookies.clear_session(response)
     return response
 
 

@@ -1,16 +1,19 @@
-"""webauthn: platform-credential activation and sign-in (py_webauthn), credential records.
+"""webauthn: platform-credential ceremonies (py_webauthn), challenges and credential records (domain code).
 
-See DESIGN.md §3 and issue 6; :mod:`idp.webauthn.service` is the interface the login policy uses.
+It imports neither ``idp.login`` nor ``idp.oidc``: the biometric sign-in step, the offer and the management
+pages are the login area's (:mod:`idp.login.biometric_views`), which passes plain values in.
 """
 
 from __future__ import annotations
 
 from flask import Flask
 
+from idp import lifecycle
+
 
 def init_app(app: Flask) -> None:
-    """Register the models (metadata) and the ``webauthn`` blueprint."""
+    """Register the models (metadata) and subscribe to the account lifecycle."""
     import idp.webauthn.models  # noqa: F401  (tables known to create_all and migrations)
-    from idp.webauthn.views import bp
+    from idp.webauthn.service import revoke_on_password_change
 
-    app.register_blueprint(bp)
+    lifecycle.password_changed.connect(revoke_on_password_change)

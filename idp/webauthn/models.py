@@ -37,10 +37,19 @@ class WebAuthnCredential(Base):
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    # Activated in a login that already had two factors (e-mail code, a credential itself activated so,
-    # or a trusted browser). Only such credentials replace the security code on web and federation
-    # clients; one activated after a password-only (mobile) login serves the app only.
+    # Activated in a login that already had two factors (e-mail code to an address validated before it, a
+    # credential itself activated so, or the password on a trusted browser: idp.login.assurance). Only such
+    # credentials replace the security code on web and federation clients; one activated after a
+    # password-only (mobile) login serves the app only.
     activated_with_mfa: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The acr of that activation login: a sign-in with this credential never yields more (None: activated
+    # before this was recorded, worth the password's level).
+    activation_acr: Mapped[str | None] = mapped_column(String(16))
+
+    @property
+    def activation_factors(self) -> int:
+        """How many factors the activation login proved (2: it may stand in for two factors)."""
+        return 2 if self.activated_with_mfa else 1
 
     def usable_at(self, instant: datetime) -> bool:
         """True when neither revoked nor past its expiry at ``instant``."""

@@ -1,8 +1,9 @@
-"""WebAuthn platform credentials: activation, sign-in, the offer rules and management.
+"""WebAuthn platform credentials: activation, sign-in, the offer rules and management (domain code).
 
-The login policy calls :func:`has_usable_credential` and :func:`offer_due`; the views of
-:mod:`idp.webauthn.views` call the other functions. Nothing here reads the Flask request: callers
-pass the interaction, the account and the browser's JSON.
+The login area (policy, assurance, the biometric pages of :mod:`idp.login.biometric_views`) calls these
+functions with plain values: the login's binding id (its interaction id) and client, the account, the level
+the activation login proved, the browser's JSON. Nothing here reads the Flask request, and nothing imports
+``idp.login`` or ``idp.oidc`` (import-linter contract in pyproject.toml).
 
 Refusals raise :class:`BiometricRefused` with a French ``description`` (rendered as JSON
 ``error_description`` for the page's script); every refusal that may reveal an attack (unknown
@@ -14,8 +15,9 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -30,12 +32,19 @@ from idp.webauthn.models import WebAuthnCredential
 
 if TYPE_CHECKING:
     from idp.accounts.models import Account
-    from idp.login.interaction import Interaction
 
 log = logging.getLogger(__name__)
 
-OfferChoice = Literal["activated", "later", "never"]
-AMR = ("hwk", "user")  # RFC 8176: proof-of-possession of a hardware key + user verification (biometrics)
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ceremony:
+    """The login a ceremony belongs to: its binding id (challenges are kept per binding), its client, and
+    the account it already identified (None before the first factor)."""
+
+    binding: str
+    client_id: str
+    for_web: bool  # web and federation clients: only credentials activated with two factors
+    account_id: str | None = None
 
 RETRY_PASSWORD = "Connectez-vous avec votre numéro de sécurité sociale et votre mot de passe."
 
@@ -100,14 +109,6 @@ def has_usable_credential(account_id: str, *, for_web: bool = False) -> bool:
     return db.session.scalar(stmt) is not None
 
 
-def login_has_two_factors(interaction: Interaction) -> bool:
-    """Whether the login in progress may activate a credential that web clients accept: it had the
-    e-mail code, a credential itself activated with two factors, or a trusted browser."""
-    from idp.oidc.authorize import web_second_factor
-
-    return web_second_factor(interaction.amr, interaction.data) or bool(interaction.data.get("trusted_browser_ok"))
-
-
 def list_credentials(account_id: str) -> list[WebAuthnCredential]:
     """Every unrevoked credential of the account (expired ones included, shown as such), newest first."""
     stmt = (select(WebAuthnCredential)
@@ -131,45 +132,38 @@ def login_number(account: Account) -> int:
     return (account.login_count or 0) + 1
 
 
-def offer_due(interaction: Interaction, account: Account) -> bool:
-    """True when the biometric offer should be shown at the end of this login (DESIGN.md §2).
+def offer_due(account: Account, *, for_web: bool) -> bool:
+    """True when the account may be offered biometrics at the end of a login (DESIGN.md §2).
 
-    From the 2nd login on, only when nothing else is pending (terms to accept come first), never
-    after "Ne plus me rappeler", not twice in one login, and not when a usable credential exists."""
-    if interaction.data.get("biometric_offer") or account.biometric_offer_optout:
-        return False
-    if login_number(account) < 2:
+    From the 2nd login on, only when nothing else is pending (terms to accept come first), never after
+    "Ne plus me rappeler", and not when a usable credential exists (the login area adds: once per login)."""
+    if account.biometric_offer_optout or login_number(account) < 2:
         return False
     if _pending_terms(account) is not None:
         return False
-    return not has_usable_credential(account.id, for_web=interaction.client_kind != "mobile")
+    return not has_usable_credential(account.id, for_web=for_web)
 
 
-def record_offer_choice(interaction: Interaction, account: Account, choice: OfferChoice) -> None:
-    """Remember the answer to the offer for this login; "never" is remembered on the account."""
-    from idp.login.interaction import interactions
-
-    interaction.data["biometric_offer"] = choice
-    interactions.save(interaction)
-    if choice == "never":
-        account.biometric_offer_optout = True
-        audit.record("webauthn.offer_optout", account_id=account.id, client_id=interaction.client_id, commit=False)
-        db.session.commit()
+def opt_out(account: Account, *, client_id: str) -> None:
+    """"Ne plus me rappeler": never offer biometrics to this account again."""
+    account.biometric_offer_optout = True
+    audit.record("webauthn.offer_optout", account_id=account.id, client_id=client_id, commit=False)
+    db.session.commit()
 
 
 # --- activation (registration) ---------------------------------------------------------------
-def start_registration(*, interaction: Interaction, account: Account) -> dict[str, Any]:
+def start_registration(*, ceremony: Ceremony, account: Account, two_factor: bool) -> dict[str, Any]:
     """Options for ``navigator.credentials.create()``; the challenge stays server-side."""
     s = settings()
     # Only usable credentials are excluded: an expired one on the same phone must not block re-activation,
     # nor an app-only one (activated without two factors) an activation that web clients will accept.
     exclude = [CredentialRef(credential_id=c.credential_id, transports=c.transports or ())
-               for c in usable_credentials(account.id, for_web=login_has_two_factors(interaction))]
+               for c in usable_credentials(account.id, for_web=two_factor)]
     options = ceremonies.registration_options(
         rp_id=s.rp_id, rp_name=s.webauthn_rp_name, user_handle=account.id.encode(),
         user_name="Mon compte ameli", display_name="Mon compte ameli", exclude=exclude,
         require_attestation=s.webauthn_require_attestation, timeout_ms=s.webauthn_challenge_ttl * 1000)
-    challenges.keep("register", interaction.id, options.challenge, account_id=account.id)
+    challenges.keep("register", ceremony.binding, options.challenge, account_id=account.id)
     return options.public_key
 
 
@@ -182,10 +176,11 @@ def _attestation_roots() -> list[bytes]:
     return [m.group(0) for m in re.finditer(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", bundle, re.S)]
 
 
-def finish_registration(*, interaction: Interaction, account: Account, response: Mapping[str, Any],
-                        device_label: str) -> WebAuthnCredential:
-    """Verify the browser's answer and store the credential, valid ``biometric_ttl`` from now."""
-    challenge = challenges.take("register", interaction.id, account_id=account.id)
+def finish_registration(*, ceremony: Ceremony, account: Account, response: Mapping[str, Any], device_label: str,
+                        activation_factors: int, activation_acr: str) -> WebAuthnCredential:
+    """Verify the browser's answer and store the credential, valid ``biometric_ttl`` from now, with the level
+    its activation login proved (``activation_factors``, ``activation_acr``: a sign-in never yields more)."""
+    challenge = challenges.take("register", ceremony.binding, account_id=account.id)
     if challenge is None:
         raise BiometricRefused(CHALLENGE_MESSAGE, detail="registration challenge missing, used or expired")
     s = settings()
@@ -201,22 +196,23 @@ def finish_registration(*, interaction: Interaction, account: Account, response:
     if taken is not None:
         _refuse_duplicate(account)
     now = clock().now()
-    with_mfa = login_has_two_factors(interaction)
+    with_mfa = activation_factors >= 2
     credential = WebAuthnCredential(
         account_id=account.id, credential_id=registered.credential_id, public_key=registered.public_key,
         sign_count=registered.sign_count, backup_eligible=registered.backup_eligible,
         backup_state=registered.backup_state, transports=registered.transports, aaguid=registered.aaguid,
         attestation_format=registered.attestation_format, device_label=device_label[:120] or "Appareil",
-        created_at=now, expires_at=now + timedelta(seconds=s.biometric_ttl), activated_with_mfa=with_mfa)
+        created_at=now, expires_at=now + timedelta(seconds=s.biometric_ttl), activated_with_mfa=with_mfa,
+        activation_acr=activation_acr)
     db.session.add(credential)
     try:
         db.session.flush()
     except IntegrityError:  # the same credential id registered in parallel (unique index)
         db.session.rollback()
         _refuse_duplicate(account)
-    audit.record("webauthn.activated", account_id=account.id, client_id=interaction.client_id, commit=False,
+    audit.record("webauthn.activated", account_id=account.id, client_id=ceremony.client_id, commit=False,
                  credential=credential.id, aaguid=registered.aaguid, backup_eligible=registered.backup_eligible,
-                 with_mfa=with_mfa)
+                 with_mfa=with_mfa, acr=activation_acr)
     db.session.commit()
     notify_activation(account, credential)
     return credential
@@ -244,7 +240,7 @@ def notify_activation(account: Account, credential: WebAuthnCredential) -> bool:
 
 
 # --- sign-in (authentication) ----------------------------------------------------------------
-def start_authentication(*, interaction: Interaction, account_id: str | None = None) -> dict[str, Any]:
+def start_authentication(*, ceremony: Ceremony, account_id: str | None = None) -> dict[str, Any]:
     """Options for ``navigator.credentials.get()``: the account's credentials when it is known
     (remembered NIR, or password already given), else a discoverable-credential request."""
     allow: list[CredentialRef] = []
@@ -253,7 +249,7 @@ def start_authentication(*, interaction: Interaction, account_id: str | None = N
                  for c in usable_credentials(account_id)]
     s = settings()
     options = ceremonies.authentication_options(rp_id=s.rp_id, allow=allow, timeout_ms=s.webauthn_challenge_ttl * 1000)
-    challenges.keep("login", interaction.id, options.challenge)
+    challenges.keep("login", ceremony.binding, options.challenge)
     return options.public_key
 
 
@@ -261,13 +257,13 @@ def _find(credential_id: str) -> WebAuthnCredential | None:
     return db.session.scalar(select(WebAuthnCredential).where(WebAuthnCredential.credential_id == credential_id))
 
 
-def verify_sign_in(*, interaction: Interaction, response: Mapping[str, Any]) -> WebAuthnCredential:
+def verify_sign_in(*, ceremony: Ceremony, response: Mapping[str, Any]) -> WebAuthnCredential:
     """Check an assertion against the stored credential; return it updated, or raise BiometricRefused.
 
     Order matters: the challenge is consumed first (a replay fails even if everything else is
     right), the signature is checked before anything is said about the credential's state, and the
     counter is advanced with a conditional UPDATE so that two clones racing cannot both pass."""
-    challenge = challenges.take("login", interaction.id)
+    challenge = challenges.take("login", ceremony.binding)
     if challenge is None:
         raise BiometricRefused(CHALLENGE_MESSAGE, detail="login challenge missing, used or expired")
     try:
@@ -275,54 +271,54 @@ def verify_sign_in(*, interaction: Interaction, response: Mapping[str, Any]) -> 
     except CeremonyError as exc:
         raise BiometricRefused(detail=exc.reason) from exc
     if credential is None:
-        audit.record("webauthn.unknown_credential", client_id=interaction.client_id)
+        audit.record("webauthn.unknown_credential", client_id=ceremony.client_id)
         raise BiometricRefused(UNKNOWN_MESSAGE, detail="unknown credential id")
     s = settings()
     try:
         assertion = ceremonies.verify_authentication(response=response, challenge=challenge, rp_id=s.rp_id,
                                                      origin=s.origin, public_key=credential.public_key)
     except CeremonyError as exc:
-        audit.record("webauthn.sign_in_refused", account_id=credential.account_id, client_id=interaction.client_id,
+        audit.record("webauthn.sign_in_refused", account_id=credential.account_id, client_id=ceremony.client_id,
                      credential=credential.id, reason=exc.reason[:200])
         raise BiometricRefused(detail=exc.reason) from exc
-    _check_state(interaction, credential, assertion)
-    return _advance(interaction, credential, assertion)
+    _check_state(ceremony, credential, assertion)
+    return _advance(ceremony, credential, assertion)
 
 
-def _refuse_and_revoke(interaction: Interaction, credential: WebAuthnCredential, event: str, **data: Any) -> None:
+def _refuse_and_revoke(ceremony: Ceremony, credential: WebAuthnCredential, event: str, **data: Any) -> None:
     credential.revoked_at = clock().now()
-    audit.record(event, account_id=credential.account_id, client_id=interaction.client_id, commit=False,
+    audit.record(event, account_id=credential.account_id, client_id=ceremony.client_id, commit=False,
                  credential=credential.id, **data)
     db.session.commit()
     log.warning("webauthn credential revoked", extra={"event": event, "credential": credential.id})
     raise BiometricRefused(CLONED_MESSAGE, detail=event)
 
 
-def _check_state(interaction: Interaction, credential: WebAuthnCredential,
+def _check_state(ceremony: Ceremony, credential: WebAuthnCredential,
                  assertion: ceremonies.VerifiedAssertion) -> None:
     if credential.revoked_at is not None:
         audit.record("webauthn.revoked_credential_used", account_id=credential.account_id,
-                     client_id=interaction.client_id, credential=credential.id)
+                     client_id=ceremony.client_id, credential=credential.id)
         raise BiometricRefused(UNKNOWN_MESSAGE, detail="revoked credential")
     if not credential.usable_at(clock().now()):
         audit.record("webauthn.expired_credential_used", account_id=credential.account_id,
-                     client_id=interaction.client_id, credential=credential.id)
+                     client_id=ceremony.client_id, credential=credential.id)
         raise BiometricRefused(expired_message(), detail="expired credential")
-    if interaction.client_kind != "mobile" and not credential.activated_with_mfa:
+    if ceremony.for_web and not credential.activated_with_mfa:
         # Activated after a password-only login (the app): it must not replace the code on the web.
-        audit.record("webauthn.sign_in_refused", account_id=credential.account_id, client_id=interaction.client_id,
+        audit.record("webauthn.sign_in_refused", account_id=credential.account_id, client_id=ceremony.client_id,
                      credential=credential.id, reason="credential activated without two factors")
         raise BiometricRefused(APP_ONLY_MESSAGE, detail="credential activated without two factors")
-    if interaction.account_id is not None and interaction.account_id != credential.account_id:
-        audit.record("webauthn.sign_in_refused", account_id=interaction.account_id, client_id=interaction.client_id,
+    if ceremony.account_id is not None and ceremony.account_id != credential.account_id:
+        audit.record("webauthn.sign_in_refused", account_id=ceremony.account_id, client_id=ceremony.client_id,
                      reason="credential of another account")
         raise BiometricRefused(detail="credential of another account")
     if assertion.backup_eligible != credential.backup_eligible:
         # BE is fixed for a credential's life (WebAuthn L3 §6.1.3): a change means another key store.
-        _refuse_and_revoke(interaction, credential, "webauthn.backup_flag_changed",
+        _refuse_and_revoke(ceremony, credential, "webauthn.backup_flag_changed",
                            registered=credential.backup_eligible, received=assertion.backup_eligible)
     if _regressed(credential.sign_count, assertion.sign_count):
-        _refuse_and_revoke(interaction, credential, "webauthn.sign_count_regression",
+        _refuse_and_revoke(ceremony, credential, "webauthn.sign_count_regression",
                            stored=credential.sign_count, received=assertion.sign_count)
     _check_account(credential.account_id)
 
@@ -345,7 +341,7 @@ def _check_account(account_id: str) -> None:
                                detail="account locked")
 
 
-def _advance(interaction: Interaction, credential: WebAuthnCredential,
+def _advance(ceremony: Ceremony, credential: WebAuthnCredential,
              assertion: ceremonies.VerifiedAssertion) -> WebAuthnCredential:
     now = clock().now()
     stored = credential.sign_count
@@ -359,25 +355,12 @@ def _advance(interaction: Interaction, credential: WebAuthnCredential,
         .execution_options(synchronize_session=False))
     if getattr(result, "rowcount", 1) != 1:
         db.session.rollback()
-        _refuse_and_revoke(interaction, credential, "webauthn.sign_count_regression",
+        _refuse_and_revoke(ceremony, credential, "webauthn.sign_count_regression",
                            stored=stored, received=assertion.sign_count, concurrent=True)
-    audit.record("webauthn.sign_in", account_id=credential.account_id, client_id=interaction.client_id,
+    audit.record("webauthn.sign_in", account_id=credential.account_id, client_id=ceremony.client_id,
                  commit=False, credential=credential.id)
     db.session.commit()
     db.session.refresh(credential)
-    return credential
-
-
-def sign_in(*, interaction: Interaction, response: Mapping[str, Any]) -> WebAuthnCredential:
-    """Verify the assertion and mark the interaction: account known, amr ``hwk`` + ``user``."""
-    from idp.login.interaction import interactions
-
-    credential = verify_sign_in(interaction=interaction, response=response)
-    interaction.account_id = credential.account_id
-    interaction.complete(*AMR)
-    # Read by the OIDC layer: a session opened with this credential satisfies web clients only if so.
-    interaction.data["webauthn_mfa"] = bool(credential.activated_with_mfa)
-    interactions.save(interaction)
     return credential
 
 
@@ -408,6 +391,11 @@ def revoke_all(account_id: str, *, reason: str, commit: bool = True) -> int:
     if commit:
         db.session.commit()
     return count
+
+
+def revoke_on_password_change(account_id: str, **_: Any) -> None:
+    """Lifecycle receiver (password changed): whoever had the password could have activated their own phone."""
+    revoke_all(account_id, reason="password_changed")
 
 
 def remove_all(account_id: str, *, commit: bool = True) -> int:

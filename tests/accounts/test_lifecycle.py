@@ -17,7 +17,7 @@ from idp.mfa import limits
 from idp.nir import Nir
 from idp.rfi_adapter import get_rfi
 from tests.accounts.conftest import PASSWORD, RecordingSms, by_name, make_account, submit
-from tests.conftest import remember_secret
+from tests.conftest import proof_of, remember_secret
 
 NEW_PASSWORD = "une nouvelle phrase secrète"
 remember_secret(NEW_PASSWORD)
@@ -43,7 +43,7 @@ def test_reset_removes_account_sessions_locks_but_keeps_audit_and_rfi(loaded: An
         account = service.get_account(account_id)
         assert account is not None
         service.accept_terms(account, service.publish_terms("v1", "CGU", "texte"))
-        session = sessions.create(account_id=account_id, auth_time=0, amr=["pwd"], acr="eidas1")
+        session = sessions.create(account_id=account_id, proof=proof_of(["pwd"], at=0))
         for _ in range(3):
             limits.register_failure("pwd", account_id)
         assert limits.account_lock(account_id).locked
@@ -107,7 +107,7 @@ def test_forgotten_password_link_works_once_and_ends_sessions(loaded: Any, recor
     marie = by_name(records, "DUPONT")
     account_id = make_account(loaded, marie["nir"])
     with loaded.app_context():
-        session = sessions.create(account_id=account_id, auth_time=0, amr=["pwd"], acr="eidas1")
+        session = sessions.create(account_id=account_id, proof=proof_of(["pwd"], at=0))
     client = loaded.test_client()
     response = submit(client, "/mot-de-passe-oublie", {"nir": marie["nir"]})
     assert response.status_code == 303

@@ -11,7 +11,7 @@ from idp.accounts import service
 from idp.accounts.models import Account
 from idp.extensions import db
 from tests.accounts.conftest import PASSWORD, make_account
-from tests.conftest import remember_secret
+from tests.conftest import proof_of, remember_secret
 
 NIR = "285036938304242"
 remember_secret(NIR, "2850369383042", "2 85 03 69 383 042 42")
@@ -181,8 +181,8 @@ def test_set_password_ends_the_other_sessions(app: Any) -> None:
 
     account_id = make_account(app, NIR)
     with app.app_context():
-        keep = sessions.create(account_id=account_id, auth_time=0, amr=["pwd"], acr="eidas1")
-        other = sessions.create(account_id=account_id, auth_time=0, amr=["pwd"], acr="eidas1")
+        keep = sessions.create(account_id=account_id, proof=proof_of(["pwd"], at=0))
+        other = sessions.create(account_id=account_id, proof=proof_of(["pwd"], at=0))
         account = service.get_account(account_id)
         assert account is not None
         service.set_password(account, "un tout nouveau secret", keep_session=keep.id)

@@ -40,16 +40,16 @@ def make_account(app: Any, *, nir: str = NIR, password: str = PASSWORD, email: s
 
 
 def new_interaction(app: Any, *, kind: str = "web", request: dict[str, str] | None = None,
-                    **data: Any) -> str:
+                    require_email_code: bool | None = None) -> str:
     """What /authorize does when a login is needed; returns the interaction id."""
     from idp.login.interaction import interactions
+    from tests.conftest import test_requirement
 
+    request = request or {"response_type": "code", "scope": "openid"}
     with app.test_request_context():
-        interaction = interactions.create(client_id="rp-test", client_kind=kind,
-                                          request=request or {"response_type": "code", "scope": "openid"},
-                                          reasons=["login_required"])
-        interaction.data.update({"require_email_code": kind != "mobile", **data})
-        interactions.save(interaction)
+        interaction = interactions.create(client_id="rp-test", request=request, reasons=["login_required"],
+                                          requirement=test_requirement(kind, request,
+                                                                       require_email_code=require_email_code))
         return interaction.id
 
 

@@ -6,6 +6,7 @@ import html
 
 import pytest
 
+from idp.login import assurance
 from tests.conftest import csrf_from, remember_secret
 from tests.login.conftest import (
     EMAIL,
@@ -47,6 +48,15 @@ def _interaction(app, client):
         return interactions.get(client.get_cookie("idp_interaction", domain="localhost").value)
 
 
+def _amr(interaction):
+    return assurance.amr(interaction.proof)  # plain data: no application context needed
+
+
+def _acr(app, interaction):
+    with app.app_context():
+        return assurance.acr(interaction.proof)
+
+
 def test_password_then_emailed_code_finishes_with_pwd_mail_mfa(web, mailbox):
     app, client, _ = web
     response = post_identify(client, NIR_SPACED)
@@ -58,7 +68,8 @@ def test_password_then_emailed_code_finishes_with_pwd_mail_mfa(web, mailbox):
     response = post_code(client, mailbox.code())
     assert response.status_code == 303 and response.headers["Location"] == "/authorize/resume"
     done = _interaction(app, client)
-    assert done.step == "done" and done.amr == ["pwd", "mail", "mfa"] and done.acr == "eidas2" and done.auth_time
+    assert done.step == "done" and _amr(done) == ["pwd", "mail", "mfa"] and assurance.auth_time(done.proof)
+    assert _acr(app, done) == "eidas1"  # default mapping: e-mail is no out-of-band authenticator
 
 
 def test_interaction_id_changes_after_the_password(web, mailbox):
@@ -183,9 +194,10 @@ def test_quota_is_a_sliding_hour(web, mailbox, clock):
     assert "nombre maximum" in t(post_resend(client))
 
 
-def test_no_validated_email_asks_for_one_first_then_the_security_code_sent_there(any_app, mailbox):
-    """Seed case 1: the person enters and validates an e-mail, then receives the security code. Validating
-    the address is not the second factor (whoever has only the password could bind their own mailbox)."""
+def test_no_validated_email_asks_for_one_first_and_the_login_stays_single_factor(any_app, mailbox):
+    """Seed case 1: the person enters and validates an e-mail. Validating the address is no second factor
+    (whoever has only the password could bind their own mailbox, issue 11): no security code is sent to the
+    address just bound, and the login finishes single-factor (password acr, amr pwd)."""
     make_account(any_app, email=None, validated=False)
     client = any_app.test_client()
     bind(client, new_interaction(any_app))
@@ -198,28 +210,10 @@ def test_no_validated_email_asks_for_one_first_then_the_security_code_sent_there
     mailbox.clear()
     response = client.post("/connexion/email", data={"csrf_token": csrf_from(page.data), "action": "confirm",
                                                      "code": validation})
-    assert response.status_code == 303 and response.headers["Location"] == "/connexion/code"
-    assert _interaction(any_app, client).amr == ["pwd"]
-    assert "code de sécurité" in mailbox.last(EMAIL)["subject"]
-    response = post_code(client, mailbox.code(EMAIL))
     assert response.status_code == 303 and response.headers["Location"] == "/authorize/resume"
-    assert _interaction(any_app, client).amr == ["pwd", "mail", "mfa"]
-
-
-def test_validating_a_new_email_is_not_the_second_factor(any_app, mailbox):
-    """Only the password and a mailbox of one's own: the login still stops at the security code."""
-    make_account(any_app, email=None, validated=False)
-    client = any_app.test_client()
-    bind(client, new_interaction(any_app))
-    post_identify(client)
-    page = client.get("/connexion/email")
-    client.post("/connexion/email", data={"csrf_token": csrf_from(page.data), "action": "send", "email": EMAIL})
-    page = client.get("/connexion/email")
-    client.post("/connexion/email", data={"csrf_token": csrf_from(page.data), "action": "confirm",
-                                          "code": mailbox.code(EMAIL)})
-    interaction = _interaction(any_app, client)
-    assert "mail" not in interaction.amr and interaction.step != "done"
-    assert client.get("/authorize/resume").headers["Location"].endswith("/connexion")
+    assert not mailbox.messages  # no "security code" to the address just bound
+    done = _interaction(any_app, client)
+    assert done.step == "done" and _amr(done) == ["pwd"] and _acr(any_app, done) == "eidas1"
 
 
 def test_trusted_browser_skips_the_code_for_six_months_only_for_its_account(web, mailbox, clock):
@@ -231,7 +225,7 @@ def test_trusted_browser_skips_the_code_for_six_months_only_for_its_account(web,
     mailbox.clear()
     # No code on the trusted browser; being the 2nd login, the biometric offer (webauthn area) comes next.
     assert post_identify(client).headers["Location"] == "/biometrie/proposition"
-    assert _interaction(app, client).amr == ["pwd"] and not mailbox.messages
+    assert _amr(_interaction(app, client)) == ["pwd"] and not mailbox.messages
     # Another account on the same browser still gets a code.
     make_account(app, nir=OTHER_NIR, email="bob@exemple.fr")
     bind(client, new_interaction(app))

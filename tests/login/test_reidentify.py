@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import html
 
+from idp.login import assurance
+from idp.login.interaction import Offer
 from tests.conftest import csrf_from
 from tests.login.conftest import NIR, OTHER_NIR, PASSWORD, bind, make_account, new_interaction, post_code, post_identify
 
@@ -26,6 +28,10 @@ def _interaction(app, client):
         return interactions.get(client.get_cookie("idp_interaction", domain="localhost").value)
 
 
+def _amr(interaction):
+    return assurance.amr(interaction.proof)
+
+
 def _save(app, interaction):
     from idp.login.interaction import interactions
 
@@ -43,20 +49,20 @@ def test_identifying_as_another_account_after_a_code_asks_a_code_sent_to_that_ac
     bind(client, new_interaction(app))
     post_identify(client, NIR)
     assert post_code(client, mailbox.code()).headers["Location"] == "/connexion/conditions"  # stops at terms
-    assert _interaction(app, client).amr == ["pwd", "mail"]
+    assert _amr(_interaction(app, client)) == ["pwd", "mail", "mfa"]
     mailbox.clear()
 
     response = _post_identify_anywhere(client, OTHER_NIR)  # B's NIR and password on the same interaction
 
     assert response.headers["Location"] == "/connexion/code"
     interaction = _interaction(app, client)
-    assert interaction.amr == ["pwd"] and "mail" not in interaction.amr
+    assert _amr(interaction) == ["pwd"]
     assert [m["to"] for m in mailbox.messages] == [BOB]  # a fresh code went to B, not "already sent" from A
-    assert interaction.data["code_sent_at"]
+    assert interaction.code_sent_at and interaction.code_sent_to == BOB
     assert "b***@e***.fr" in html.unescape(client.get("/connexion/code").get_data(as_text=True))
     done = post_code(client, mailbox.code(BOB))
     assert done.headers["Location"] == "/connexion/conditions"  # B too has the terms to accept
-    assert _interaction(app, client).amr == ["pwd", "mail"]
+    assert _amr(_interaction(app, client)) == ["pwd", "mail", "mfa"]
 
 
 def test_identifying_as_another_account_drops_the_previous_biometric_factor_and_flags(app, client, mailbox):
@@ -71,20 +77,21 @@ def test_identifying_as_another_account_drops_the_previous_biometric_factor_and_
     interaction = _interaction(app, client)
     assert interaction.account_id == alice.account_id
     # What the WebAuthn sign-in and the later steps leave on A's interaction.
-    interaction.complete("hwk", "user")
-    interaction.trusted_browser = True
-    interaction.data.update({"trusted_browser_ok": True, "offer_shown": True, "notified": True,
-                             "prefer_code": True, "email_pending": "a@b.fr", "biometric_offer": "later"})
+    interaction.proof.add(assurance.platform_factor(1, activation_factors=2, activation_acr="eidas2"))
+    interaction.proof.add(assurance.trusted_browser_factor(1))
+    interaction.trusted_browser_wanted = True
+    interaction.offer, interaction.terms_shown, interaction.prefer_code = Offer.LATER, True, True
+    interaction.email_pending = "a@b.fr"
     _save(app, interaction)
     mailbox.clear()
 
     assert _post_identify_anywhere(client, OTHER_NIR).headers["Location"] == "/connexion/code"
 
     again = _interaction(app, client)
-    assert again.account_id != alice.account_id and again.amr == ["pwd"] and not again.trusted_browser
-    assert set(again.data) <= {"require_email_code", "required_acr", "trusted_browser_ok", "code_sent_at",
-                               "code_not_sent"}
-    assert again.data["trusted_browser_ok"] is False
+    assert again.account_id != alice.account_id and _amr(again) == ["pwd"] and not again.trusted_browser_wanted
+    assert len(again.proof.factors) == 1  # the password only: no credential, no trusted browser
+    assert (again.offer, again.terms_shown, again.prefer_code, again.email_pending) == (Offer.NOT_SHOWN, False,
+                                                                                         False, None)
     assert [m["to"] for m in mailbox.messages] == [BOB]
 
 
@@ -96,5 +103,5 @@ def test_a_wrong_password_for_another_account_leaves_the_interaction_unchanged(a
     response = _post_identify_anywhere(client, OTHER_NIR, "Pas-Le-Bon-2")
     assert response.status_code == 200
     interaction = _interaction(app, client)
-    assert interaction.account_id == alice.account_id and interaction.amr == ["pwd"]
-    assert interaction.data["code_sent_at"]
+    assert interaction.account_id == alice.account_id and _amr(interaction) == ["pwd"]
+    assert interaction.code_sent_at

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from idp.extensions import redis_client, rkey
 from idp.login.sessions import sessions
+from tests.conftest import proof_of
 
 
 def _new(account_id: str = "acct-1"):
-    return sessions.create(account_id=account_id, auth_time=0, amr=["pwd", "mail", "mfa"], acr="eidas2",
-                           second_factor=True)
+    return sessions.create(account_id=account_id, proof=proof_of(["pwd", "mail"], at=0))
 
 
 def test_a_session_ends_after_the_idle_timeout(any_app, clock):

@@ -133,21 +133,21 @@ def query_of(response: Any) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
 
 
-def finish_login(app: Any, client: Any, person: Person, *, amr: tuple[str, ...] = ("pwd", "mail")) -> Any:
-    """What the login pages do at the end: mark the interaction done, then GET /authorize/resume."""
-    from idp.clock import timestamp
-    from idp.extensions import clock
-    from idp.login.interaction import interactions
-    from idp.login.policy import authentication_context
+def finish_login(app: Any, client: Any, person: Person, *, amr: tuple[str, ...] = ("pwd", "mail"),
+                 credential_factors: int = 2, trusted_browser: bool = False) -> Any:
+    """What the login pages do at the end: record the factors proven, mark the interaction done, then GET
+    /authorize/resume."""
+    from idp.login.interaction import Step, interactions
+    from tests.conftest import proof_of
 
     cookie = client.get_cookie("idp_interaction")
     assert cookie is not None, "no login interaction was started"
     with app.test_request_context():
         interaction = interactions.get(cookie.value)
         assert interaction is not None
-        acr, full_amr = authentication_context(list(amr))
-        interaction.account_id, interaction.amr, interaction.acr = person.account_id, full_amr, acr
-        interaction.auth_time, interaction.step = timestamp(clock().now()), "done"
+        interaction.account_id, interaction.step = person.account_id, Step.DONE
+        interaction.account_epoch = interactions.epoch(person.account_id)
+        interaction.proof = proof_of(amr, credential_factors=credential_factors, trusted_browser=trusted_browser)
         interactions.save(interaction)
     return client.get("/authorize/resume")
 

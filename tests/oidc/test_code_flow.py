@@ -37,7 +37,7 @@ def test_code_flow_issues_an_id_token_with_the_required_claims(app: Any, client:
     assert claims["iss"] == "http://localhost"
     assert claims["aud"] == web_rp.client_id and claims["azp"] == web_rp.client_id
     assert claims["nonce"] == f.params["nonce"]
-    assert claims["acr"] == "eidas2" and claims["amr"] == ["pwd", "mail", "mfa"]
+    assert claims["acr"] == "eidas1" and claims["amr"] == ["pwd", "mail", "mfa"]  # default mapping (NIST)
     for name in ("sub", "exp", "iat", "auth_time", "at_hash", "sid"):
         assert name in claims
     assert claims["sub"] != person.account_id  # pairwise by default

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.conftest import csrf_from
+from tests.conftest import csrf_from, proof_of
 from tests.oidc.conftest import REDIRECT, Person, decode_id_token, flow, login, query_of, redeem
 
 
@@ -18,7 +18,7 @@ def authenticate(app: Any, client: Any, person: Person) -> Any:
     with app.test_request_context():
         interaction = interactions.get(cookie.value)
         assert interaction is not None
-        interaction.account_id, interaction.amr = person.account_id, ["pwd", "mail"]
+        interaction.account_id, interaction.proof = person.account_id, proof_of(["pwd", "mail"])
         interactions.save(interaction)
     return client.get("/connexion")
 

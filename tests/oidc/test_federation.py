@@ -27,17 +27,28 @@ def test_interaction_carries_the_request_and_the_step_up_setting(app: Any, clien
     assert client.get("/authorize", query_string=f.params).status_code == 303
     interaction = _interaction(app, client)
     assert interaction.client_kind == kind and interaction.reasons == ["login_required"]
-    assert interaction.data["require_email_code"] is expected
+    assert interaction.requirement.second_factor is expected
     assert interaction.request["login_hint"] == "marie" and interaction.request["nonce"] == f.params["nonce"]
 
 
+@pytest.mark.parametrize("app_config", [{"acr_email_code": "eidas2"}])
 def test_federation_requesting_eidas2_requires_the_code_even_when_the_client_does_not(app: Any, client: Any) -> None:
     rp = make_rp(app, "federation", require_email_code=False)
     client.get("/authorize", query_string=flow(rp, acr_values="eidas2").params)
-    interaction = _interaction(app, client)
-    assert interaction.data["require_email_code"] is True and interaction.data["required_acr"] == "eidas2"
+    requirement = _interaction(app, client).requirement
+    assert requirement.second_factor is True and requirement.acr == "eidas2" and requirement.binding
 
 
+def test_federation_asking_an_unreachable_acr_gets_unmet_requirements_at_once(app: Any, client: Any) -> None:
+    """Default mapping: nothing here reaches eidas2, so no login is started for nothing."""
+    rp = make_rp(app, "federation")
+    f = flow(rp, acr_values="eidas2")
+    answer = query_of(client.get("/authorize", query_string=f.params))
+    assert answer["error"] == "unmet_authentication_requirements" and answer["iss"] == "http://localhost"
+    assert answer["state"] == f.params["state"] and client.get_cookie("idp_interaction") is None
+
+
+@pytest.mark.parametrize("app_config", [{"acr_email_code": "eidas2"}])
 def test_federation_never_gets_a_lower_acr_than_requested(app: Any, client: Any, person: Any) -> None:
     rp = make_rp(app, "federation")
     f = flow(rp, acr_values="eidas2")
@@ -47,6 +58,7 @@ def test_federation_never_gets_a_lower_acr_than_requested(app: Any, client: Any,
     assert answer["state"] == f.params["state"]
 
 
+@pytest.mark.parametrize("app_config", [{"acr_email_code": "eidas2"}])
 def test_federation_gets_the_acr_it_asked_for_or_higher(app: Any, client: Any, person: Any) -> None:
     rp = make_rp(app, "federation")
     f = flow(rp, acr_values="eidas1", prompt="login")
@@ -60,6 +72,7 @@ def test_federation_gets_the_acr_it_asked_for_or_higher(app: Any, client: Any, p
     assert tokens["expires_in"] == 60 and "refresh_token" not in tokens
 
 
+@pytest.mark.parametrize("app_config", [{"acr_email_code": "eidas2"}])
 def test_session_with_a_lower_acr_than_requested_starts_a_new_login(app: Any, client: Any, person: Any,
                                                                    web_rp: Any) -> None:
     client.get("/authorize", query_string=flow(web_rp).params)
@@ -83,7 +96,7 @@ def test_federation_code_lives_30_seconds(app: Any, client: Any, clock: Any, per
 
 def test_resume_without_a_finished_login_is_refused(app: Any, client: Any, web_rp: Any) -> None:
     lost = client.get("/authorize/resume", headers={"Accept": "text/html"})
-    assert lost.status_code == 400 and "Connexion expirée" in lost.get_data(as_text=True)
+    assert lost.status_code == 400 and "Votre session a expiré" in lost.get_data(as_text=True)
     client.get("/authorize", query_string=flow(web_rp).params)
     unfinished = client.get("/authorize/resume")
     assert unfinished.status_code == 303 and unfinished.headers["Location"].endswith("/connexion")

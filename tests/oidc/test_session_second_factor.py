@@ -15,15 +15,6 @@ def _interaction(app: Any, client: Any) -> Any:
         return interactions.get(client.get_cookie("idp_interaction").value)
 
 
-def _mark_trusted_browser(app: Any, client: Any) -> None:
-    from idp.login.interaction import interactions
-
-    with app.test_request_context():
-        interaction = interactions.get(client.get_cookie("idp_interaction").value)
-        interaction.data["trusted_browser_ok"] = True
-        interactions.save(interaction)
-
-
 def test_mobile_password_login_then_web_authorize_redirects_to_the_login_page_not_a_code(
         app: Any, client: Any, person: Any, web_rp: Any) -> None:
     mobile = make_rp(app, "mobile")
@@ -64,51 +55,38 @@ def test_web_login_with_the_code_gives_mobile_and_web_sso(app: Any, client: Any,
 def test_login_finished_on_a_trusted_browser_gives_web_sso_without_the_code(app: Any, client: Any, person: Any,
                                                                            web_rp: Any) -> None:
     client.get("/authorize", query_string=flow(web_rp).params)
-    _mark_trusted_browser(app, client)
-    finish_login(app, client, person, amr=("pwd",))
+    finish_login(app, client, person, amr=("pwd",), trusted_browser=True)
     assert "code" in query_of(client.get("/authorize", query_string=flow(web_rp).params))
 
 
-def test_biometric_login_counts_for_web_only_with_a_credential_activated_with_two_factors(
-        app: Any, client: Any, person: Any, web_rp: Any) -> None:
-    from idp.oidc.authorize import web_second_factor
+def test_biometric_login_counts_for_web_only_with_a_credential_activated_with_two_factors(app: Any) -> None:
+    from idp.login import assurance
+    from tests.conftest import proof_of
 
-    assert web_second_factor(["pwd", "hwk", "user", "mfa"], {"webauthn_mfa": True})
-    assert not web_second_factor(["pwd", "hwk", "user", "mfa"], {"webauthn_mfa": False})
-    assert not web_second_factor(["pwd", "hwk", "user", "mfa"], {})
-    assert web_second_factor(["pwd", "mail", "mfa"], {})
-    assert not web_second_factor(["pwd"], {"trusted_browser_ok": True})
-
-
-def _set_interaction_data(app: Any, client: Any, **data: Any) -> None:
-    from idp.login.interaction import interactions
-
-    with app.test_request_context():
-        interaction = interactions.get(client.get_cookie("idp_interaction").value)
-        interaction.data.update(data)
-        interactions.save(interaction)
+    with app.app_context():
+        web = assurance.requirement(client_kind="web", client_requires_code=True, acr_values=None,
+                                    claims_request={})
+        assert assurance.second_factor_satisfied(web, proof_of(["pwd", "hwk", "user"], credential_factors=2))
+        assert not assurance.second_factor_satisfied(web, proof_of(["pwd", "hwk", "user"], credential_factors=1))
+        assert assurance.second_factor_satisfied(web, proof_of(["pwd", "mail"]))
+        assert not assurance.second_factor_satisfied(web, proof_of(["hwk", "user"], trusted_browser=True))
 
 
 def test_mobile_biometric_only_session_sends_a_web_authorize_to_the_login_page(
         app: Any, client: Any, person: Any, web_rp: Any) -> None:
     """On the app a platform credential replaces the password: web clients must still ask the password."""
-    from idp.oidc.authorize import web_second_factor
-
     mobile = make_rp(app, "mobile")
     client.get("/authorize", query_string=flow(mobile).params)
-    _set_interaction_data(app, client, webauthn_mfa=True, trusted_browser_ok=True)
-    assert "code" in query_of(finish_login(app, client, person, amr=("hwk", "user")))
+    assert "code" in query_of(finish_login(app, client, person, amr=("hwk", "user"), trusted_browser=True))
     response = client.get("/authorize", query_string=flow(web_rp).params)
     assert response.status_code == 303 and response.headers["Location"].endswith("/connexion")
     assert _interaction(app, client).reasons == ["second_factor"]
-    assert not web_second_factor(["hwk", "user", "mfa"], {"webauthn_mfa": True})
 
 
 def test_web_login_with_password_and_a_two_factor_credential_gives_web_sso(
         app: Any, client: Any, person: Any, web_rp: Any) -> None:
     client.get("/authorize", query_string=flow(web_rp).params)
-    _set_interaction_data(app, client, webauthn_mfa=True)
-    finish_login(app, client, person, amr=("pwd", "hwk", "user"))
+    finish_login(app, client, person, amr=("pwd", "hwk", "user"), credential_factors=2)
     assert "code" in query_of(client.get("/authorize", query_string=flow(web_rp).params))
 
 
@@ -116,7 +94,6 @@ def test_trusted_browser_flag_without_the_password_gives_no_web_sso(app: Any, cl
                                                                     web_rp: Any) -> None:
     mobile = make_rp(app, "mobile")
     client.get("/authorize", query_string=flow(mobile).params)
-    _set_interaction_data(app, client, trusted_browser_ok=True)
-    finish_login(app, client, person, amr=("hwk", "user"))
+    finish_login(app, client, person, amr=("hwk", "user"), trusted_browser=True)
     response = client.get("/authorize", query_string=flow(web_rp, prompt="none").params)
     assert query_of(response)["error"] == "login_required"

@@ -12,6 +12,7 @@ import pytest
 from idp.accounts.models import Account
 from idp.extensions import clock, db
 from idp.login.interaction import Interaction, interactions
+from tests.conftest import proof_of, test_requirement
 from tests.webauthn.authenticator import from_b64url
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "webauthn"
@@ -38,13 +39,14 @@ def make_account(*, login_count: int = 0, optout: bool = False) -> Account:
 
 
 def make_interaction(*, account: Account | None = None, amr: list[str] | None = None,
-                     client_kind: str = "web") -> Interaction:
-    """A login interaction, optionally already authenticated."""
-    interaction = interactions.create(client_id="rp-test", client_kind=client_kind, request={"scope": "openid"})
+                     client_kind: str = "web", credential_factors: int = 2) -> Interaction:
+    """A login interaction, optionally already authenticated (``amr``: the factors proven in it)."""
+    interaction = interactions.create(client_id="rp-test", request={"scope": "openid"},
+                                      requirement=test_requirement(client_kind))
     if account is not None:
         interaction.account_id = account.id
-        for method in amr or []:
-            interaction.complete(method)
+        interaction.email_known = account.email if account.email_validated else None
+        interaction.proof = proof_of(amr or [], credential_factors=credential_factors)
         interactions.save(interaction)
     return interaction
 

@@ -10,27 +10,40 @@ from sqlalchemy import select
 
 from idp.audit import AuditEvent
 from idp.extensions import db
-from idp.login.interaction import interactions
+from idp.login import assurance
+from idp.login.biometric_views import ceremony_of
 from idp.webauthn import challenges, service
 from idp.webauthn.service import BiometricRefused
 from tests.webauthn.conftest import challenge_of, make_account, make_interaction, recorded
 
 
-def _activate(account: Any, amr: list[str], *, client_kind: str = "web", data: dict[str, Any] | None = None) -> Any:
+def _activate(account: Any, amr: list[str], *, client_kind: str = "web", trusted_browser: bool = False) -> Any:
+    """Activation from the offer of a login that proved ``amr`` (and a trusted browser), as the login area
+    calls it: the credential gets that login's level."""
     interaction = make_interaction(account=account, amr=amr, client_kind=client_kind)
-    if data:
-        interaction.data.update(data)
-        interactions.save(interaction)
+    if trusted_browser:
+        interaction.proof.add(assurance.trusted_browser_factor(0))
+    factors, acr = assurance.activation_level(interaction.proof)
     challenges.keep("register", interaction.id, challenge_of("registration"), account_id=account.id)
-    return service.finish_registration(interaction=interaction, account=account,
-                                       response=recorded("registration")["credential"], device_label="Chrome sur Android")
+    return service.finish_registration(ceremony=ceremony_of(interaction), account=account,
+                                       response=recorded("registration")["credential"], device_label="Chrome sur Android",
+                                       activation_factors=factors, activation_acr=acr)
 
 
-def _sign_in(client_kind: str) -> Any:
+def _sign_in(client_kind: str) -> assurance.Proof:
+    """A sign-in with the credential; the proof the login records from it."""
     interaction = make_interaction(client_kind=client_kind)
     challenges.keep("login", interaction.id, challenge_of("authentication"))
-    service.sign_in(interaction=interaction, response=recorded("authentication")["credential"])
-    return interactions.get(interaction.id)
+    credential = service.verify_sign_in(ceremony=ceremony_of(interaction),
+                                        response=recorded("authentication")["credential"])
+    proof = assurance.Proof()
+    proof.add(assurance.platform_factor(1, activation_factors=credential.activation_factors,
+                                        activation_acr=credential.activation_acr))
+    return proof
+
+
+def _web() -> assurance.Requirement:
+    return assurance.requirement(client_kind="web", client_requires_code=True, acr_values=None, claims_request={})
 
 
 def test_credential_activated_after_a_mobile_password_only_login_is_not_usable_on_web(ctx: Any) -> None:
@@ -64,29 +77,29 @@ def test_web_sign_in_with_an_app_only_credential_is_refused_in_french(ctx: Any) 
 
 
 def test_mobile_sign_in_with_an_app_only_credential_works_but_gives_no_web_second_factor(ctx: Any) -> None:
-    from idp.oidc.authorize import web_second_factor
-
     account = make_account(login_count=1)
     _activate(account, ["pwd"], client_kind="mobile")
-    signed_in = _sign_in("mobile")
-    assert signed_in.amr == ["hwk", "user"] and signed_in.data["webauthn_mfa"] is False
-    assert not web_second_factor(signed_in.amr, signed_in.data)
+    proof = _sign_in("mobile")
+    assert assurance.amr(proof) == ["hwk", "user"] and assurance.acr(proof) == "eidas1"
+    assert not assurance.second_factor_satisfied(_web(), proof)
+    proof.add(assurance.password_factor(0))
+    assert not assurance.second_factor_satisfied(_web(), proof)  # password + a one-factor credential
 
 
-@pytest.mark.parametrize(("amr", "data"), [(["pwd", "mail"], {}), (["pwd"], {"trusted_browser_ok": True})])
+@pytest.mark.parametrize(("amr", "trusted"), [(["pwd", "mail"], False), (["pwd"], True)])
 def test_credential_activated_with_two_factors_replaces_the_code_on_web(ctx: Any, amr: list[str],
-                                                                       data: dict[str, Any]) -> None:
-    from idp.oidc.authorize import web_second_factor
-
+                                                                       trusted: bool) -> None:
     account = make_account(login_count=1)
-    assert _activate(account, amr, data=data).activated_with_mfa is True
+    credential = _activate(account, amr, trusted_browser=trusted)
+    assert credential.activated_with_mfa is True and credential.activation_acr == "eidas1"
     assert service.has_usable_credential(account.id, for_web=True)
-    signed_in = _sign_in("web")
-    assert signed_in.data["webauthn_mfa"] is True
+    proof = _sign_in("web")
+    assert assurance.amr(proof) == ["hwk", "user", "mfa"] and assurance.acr(proof) == "eidas1"
     # On the web the password comes first (the policy asks it before the credential): with it, web SSO;
     # without it (the app, where the credential replaces the password), none.
-    assert web_second_factor(["pwd", *signed_in.amr], signed_in.data)
-    assert not web_second_factor(signed_in.amr, signed_in.data)
+    assert not assurance.second_factor_satisfied(_web(), proof)
+    proof.add(assurance.password_factor(0))
+    assert assurance.second_factor_satisfied(_web(), proof)
 
 
 def test_activation_e_mails_the_account_owner_in_french(app: Any, mailbox: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -12,11 +13,22 @@ from sqlalchemy import select
 
 from idp.audit import AuditEvent
 from idp.extensions import db, settings
-from idp.login.interaction import interactions
 from idp.webauthn import challenges, service
 from idp.webauthn.models import WebAuthnCredential, as_utc
-from idp.webauthn.service import BiometricRefused
-from tests.webauthn.conftest import challenge_of, make_account, make_interaction, recorded
+from idp.webauthn.service import BiometricRefused, Ceremony
+from tests.webauthn.conftest import challenge_of, make_account, recorded
+
+
+def ceremony(account: Any = None, *, for_web: bool = True) -> Ceremony:
+    """A ceremony of a fresh login (its binding id), optionally for an account already identified."""
+    return Ceremony(binding=uuid.uuid4().hex, client_id="rp-test", for_web=for_web,
+                    account_id=account.id if account is not None else None)
+
+
+def register(c: Ceremony, account: Any, response: Any, *, factors: int = 2) -> WebAuthnCredential:
+    """finish_registration as the login area calls it, after a login that proved ``factors`` factors."""
+    return service.finish_registration(ceremony=c, account=account, response=response, device_label="x",
+                                       activation_factors=factors, activation_acr="eidas1")
 
 
 @contextmanager
@@ -33,17 +45,17 @@ def _events(name: str) -> list[AuditEvent]:
 
 def _activate(account: Any) -> WebAuthnCredential:
     """Activation with the recorded registration (its challenge kept as if the options had been sent)."""
-    interaction = make_interaction(account=account, amr=["pwd", "mail"])
-    challenges.keep("register", interaction.id, challenge_of("registration"), account_id=account.id)
-    return service.finish_registration(interaction=interaction, account=account,
-                                       response=recorded("registration")["credential"], device_label="Chrome sur Android")
+    c = ceremony(account)
+    challenges.keep("register", c.binding, challenge_of("registration"), account_id=account.id)
+    return service.finish_registration(ceremony=c, account=account, response=recorded("registration")["credential"],
+                                       device_label="Chrome sur Android", activation_factors=2,
+                                       activation_acr="eidas1")
 
 
-def _sign_in(name: str, interaction: Any = None) -> Any:
-    interaction = interaction or make_interaction()
-    challenges.keep("login", interaction.id, challenge_of(name))
-    service.sign_in(interaction=interaction, response=recorded(name)["credential"])
-    return interactions.get(interaction.id)
+def _sign_in(name: str, c: Ceremony | None = None) -> WebAuthnCredential:
+    c = c or ceremony()
+    challenges.keep("login", c.binding, challenge_of(name))
+    return service.verify_sign_in(ceremony=c, response=recorded(name)["credential"])
 
 
 # --- activation ------------------------------------------------------------------------------
@@ -62,60 +74,58 @@ def test_activation_stores_the_credential_for_six_months(ctx: Any, clock: Any) -
 def test_activation_options_exclude_the_accounts_usable_credentials(ctx: Any) -> None:
     account = make_account()
     credential = _activate(account)
-    options = service.start_registration(interaction=make_interaction(account=account, amr=["pwd"]), account=account)
+    options = service.start_registration(ceremony=ceremony(account), account=account, two_factor=False)
     assert [c["id"] for c in options["excludeCredentials"]] == [credential.credential_id]
     assert options["authenticatorSelection"]["userVerification"] == "required"
 
 
 def test_replayed_activation_is_refused(ctx: Any) -> None:
     account = make_account()
-    interaction = make_interaction(account=account, amr=["pwd"])
-    challenges.keep("register", interaction.id, challenge_of("registration"), account_id=account.id)
+    c = ceremony(account)
+    challenges.keep("register", c.binding, challenge_of("registration"), account_id=account.id)
     response = recorded("registration")["credential"]
-    service.finish_registration(interaction=interaction, account=account, response=response, device_label="x")
+    register(c, account, response)
     with refused("déjà été utilisée"):
-        service.finish_registration(interaction=interaction, account=account, response=response, device_label="x")
+        register(c, account, response)
 
 
 def test_activation_challenge_expires_by_the_clock(ctx: Any, clock: Any) -> None:
     account = make_account()
-    interaction = make_interaction(account=account, amr=["pwd"])
-    challenges.keep("register", interaction.id, challenge_of("registration"), account_id=account.id)
+    c = ceremony(account)
+    challenges.keep("register", c.binding, challenge_of("registration"), account_id=account.id)
     clock.advance(settings().webauthn_challenge_ttl)
     with pytest.raises(BiometricRefused):
-        service.finish_registration(interaction=interaction, account=account,
-                                    response=recorded("registration")["credential"], device_label="x")
+        register(c, account, recorded("registration")["credential"])
     assert not service.has_usable_credential(account.id)
 
 
 def test_activation_challenge_is_bound_to_the_account(ctx: Any) -> None:
     account, other = make_account(), make_account()
-    interaction = make_interaction(account=account, amr=["pwd"])
-    challenges.keep("register", interaction.id, challenge_of("registration"), account_id=other.id)
+    c = ceremony(account)
+    challenges.keep("register", c.binding, challenge_of("registration"), account_id=other.id)
     with pytest.raises(BiometricRefused):
-        service.finish_registration(interaction=interaction, account=account,
-                                    response=recorded("registration")["credential"], device_label="x")
+        register(c, account, recorded("registration")["credential"])
 
 
 @pytest.mark.parametrize("fixture", ["registration_no_uv", "registration_wrong_origin", "registration_wrong_rp_id"])
 def test_bad_activation_is_refused_and_audited(ctx: Any, fixture: str) -> None:
     account = make_account()
-    interaction = make_interaction(account=account, amr=["pwd"])
-    challenges.keep("register", interaction.id, challenge_of(fixture), account_id=account.id)
+    c = ceremony(account)
+    challenges.keep("register", c.binding, challenge_of(fixture), account_id=account.id)
     with refused("L'activation de la biométrie n'a pas abouti"):
-        service.finish_registration(interaction=interaction, account=account, response=recorded(fixture)["credential"],
-                                    device_label="x")
+        register(c, account, recorded(fixture)["credential"])
     assert [e.account_id for e in _events("webauthn.activation_refused")] == [account.id]
     assert not service.has_usable_credential(account.id)
 
 
 # --- sign-in ---------------------------------------------------------------------------------
-def test_sign_in_marks_the_interaction_and_advances_the_counter(ctx: Any, clock: Any) -> None:
+def test_sign_in_names_the_credential_with_its_activation_level_and_advances_the_counter(ctx: Any,
+                                                                                       clock: Any) -> None:
     account = make_account()
     credential = _activate(account)
-    interaction = _sign_in("authentication")
-    assert interaction.account_id == account.id
-    assert interaction.amr == ["hwk", "user"]
+    signed_in = _sign_in("authentication")
+    assert signed_in.account_id == account.id
+    assert (signed_in.activation_factors, signed_in.activation_acr) == (2, "eidas1")
     db.session.refresh(credential)
     assert credential.sign_count == 1
     assert as_utc(credential.last_used_at) == clock.now()
@@ -125,18 +135,19 @@ def test_sign_in_marks_the_interaction_and_advances_the_counter(ctx: Any, clock:
 def test_replayed_assertion_is_refused(ctx: Any) -> None:
     account = make_account()
     _activate(account)
-    interaction = _sign_in("authentication")
+    c = ceremony()
+    _sign_in("authentication", c)
     with refused("déjà été utilisée"):
-        service.sign_in(interaction=interaction, response=recorded("authentication")["credential"])
+        service.verify_sign_in(ceremony=c, response=recorded("authentication")["credential"])
 
 
 def test_sign_in_challenge_of_another_interaction_is_refused(ctx: Any) -> None:
     account = make_account()
     _activate(account)
-    mine, theirs = make_interaction(), make_interaction()
-    challenges.keep("login", theirs.id, challenge_of("authentication"))
+    mine, theirs = ceremony(), ceremony()
+    challenges.keep("login", theirs.binding, challenge_of("authentication"))
     with pytest.raises(BiometricRefused):
-        service.sign_in(interaction=mine, response=recorded("authentication")["credential"])
+        service.verify_sign_in(ceremony=mine, response=recorded("authentication")["credential"])
 
 
 @pytest.mark.parametrize("fixture", ["authentication_no_uv", "authentication_wrong_origin",
@@ -144,10 +155,8 @@ def test_sign_in_challenge_of_another_interaction_is_refused(ctx: Any) -> None:
 def test_bad_assertion_is_refused_and_audited(ctx: Any, fixture: str) -> None:
     account = make_account()
     _activate(account)
-    interaction = make_interaction()
     with pytest.raises(BiometricRefused):
-        _sign_in(fixture, interaction)
-    assert interactions.get(interaction.id).account_id is None  # type: ignore[union-attr]
+        _sign_in(fixture)
     assert [e.account_id for e in _events("webauthn.sign_in_refused")] == [account.id]
 
 
@@ -203,10 +212,9 @@ def test_unknown_credential_is_refused(ctx: Any) -> None:
 def test_credential_of_another_account_is_refused_when_the_password_named_someone_else(ctx: Any) -> None:
     owner, someone = make_account(), make_account()
     _activate(owner)
-    interaction = make_interaction(account=someone, amr=["pwd"])
     with pytest.raises(BiometricRefused):
-        _sign_in("authentication", interaction)
-    assert interactions.get(interaction.id).amr == ["pwd"]  # type: ignore[union-attr]
+        _sign_in("authentication", ceremony(someone))
+    assert [e.account_id for e in _events("webauthn.sign_in_refused")] == [someone.id]
 
 
 def test_revoked_credential_is_refused(ctx: Any) -> None:
@@ -226,32 +234,32 @@ def test_disabled_account_cannot_sign_in(ctx: Any) -> None:
         _sign_in("authentication")
 
 
-# --- the offer rules -------------------------------------------------------------------------
+# --- the offer rules (the account's side; once per login is the login policy's) --------------------
 def _after_login(account: Any, *, logins_before: int) -> Any:
     account.login_count = logins_before
     db.session.commit()
-    return make_interaction(account=account, amr=["pwd", "mail"])
+    return account
 
 
 def test_no_offer_at_the_first_login(ctx: Any) -> None:
     account = make_account()
-    assert not service.offer_due(_after_login(account, logins_before=0), account)
+    assert not service.offer_due(_after_login(account, logins_before=0), for_web=True)
 
 
 def test_offer_from_the_second_login(ctx: Any) -> None:
     account = make_account()
-    assert service.offer_due(_after_login(account, logins_before=1), account)
-    assert service.offer_due(_after_login(account, logins_before=7), account)
+    assert service.offer_due(_after_login(account, logins_before=1), for_web=True)
+    assert service.offer_due(_after_login(account, logins_before=7), for_web=True)
 
 
 def test_a_finished_login_is_counted_so_the_next_one_gets_the_offer(ctx: Any) -> None:
     from idp.accounts.service import record_login
 
     account = make_account()
-    assert not service.offer_due(make_interaction(account=account, amr=["pwd", "mail"]), account)
+    assert not service.offer_due(account, for_web=True)
     record_login(account)  # what the login flow does when the first login is done
     assert service.login_number(account) == 2
-    assert service.offer_due(make_interaction(account=account, amr=["pwd", "mail"]), account)
+    assert service.offer_due(account, for_web=True)
 
 
 def test_no_offer_while_terms_are_pending(ctx: Any) -> None:
@@ -259,36 +267,42 @@ def test_no_offer_while_terms_are_pending(ctx: Any) -> None:
 
     account = make_account()
     terms = publish_terms("2026-01", "Conditions générales d'utilisation", "Texte")
-    interaction = _after_login(account, logins_before=3)
-    assert not service.offer_due(interaction, account)
+    _after_login(account, logins_before=3)
+    assert not service.offer_due(account, for_web=True)
     accept_terms(account, terms)
-    assert service.offer_due(interaction, account)
+    assert service.offer_due(account, for_web=True)
 
 
 def test_never_again_after_ne_plus_me_rappeler(ctx: Any) -> None:
     account = make_account()
-    interaction = _after_login(account, logins_before=1)
-    service.record_offer_choice(interaction, account, "never")
+    _after_login(account, logins_before=1)
+    service.opt_out(account, client_id="rp-test")
     db.session.refresh(account)
     assert account.biometric_offer_optout is True
-    assert not service.offer_due(_after_login(account, logins_before=5), account)
+    assert not service.offer_due(_after_login(account, logins_before=5), for_web=True)
     assert len(_events("webauthn.offer_optout")) == 1
 
 
 def test_plus_tard_ends_the_offer_for_this_login_only(ctx: Any) -> None:
-    account = make_account()
-    interaction = _after_login(account, logins_before=1)
-    service.record_offer_choice(interaction, account, "later")
-    assert not service.offer_due(interactions.get(interaction.id), account)  # type: ignore[arg-type]
-    assert service.offer_due(_after_login(account, logins_before=2), account)
+    from idp.login import policy
+    from idp.login.interaction import Offer, interactions
+    from tests.webauthn.conftest import make_interaction
+
+    account = _after_login(make_account(), logins_before=1)
+    interaction = make_interaction(account=account, amr=["pwd", "mail"])
+    assert policy.offer_due(interaction, account)
+    interaction.offer = Offer.LATER
+    interactions.save(interaction)
+    assert not policy.offer_due(interactions.get(interaction.id), account)  # type: ignore[arg-type]
+    assert policy.offer_due(make_interaction(account=account, amr=["pwd", "mail"]), account)
 
 
 def test_no_offer_when_a_usable_credential_exists_and_again_once_it_expired(ctx: Any, clock: Any) -> None:
     account = make_account()
     _activate(account)
-    assert not service.offer_due(_after_login(account, logins_before=2), account)
+    assert not service.offer_due(_after_login(account, logins_before=2), for_web=True)
     clock.advance(settings().biometric_ttl)
-    assert service.offer_due(_after_login(account, logins_before=3), account)
+    assert service.offer_due(_after_login(account, logins_before=3), for_web=True)
 
 
 # --- management ------------------------------------------------------------------------------

@@ -8,9 +8,11 @@ from typing import Any
 import pytest
 
 from idp.extensions import db
-from idp.login.interaction import interactions
+from idp.login import assurance
+from idp.login.biometric_views import ceremony_of
+from idp.login.interaction import Offer, interactions
 from idp.webauthn import challenges, service
-from tests.conftest import csrf_from
+from tests.conftest import csrf_from, proof_of
 from tests.webauthn.conftest import challenge_of, make_account, make_interaction, recorded
 
 META_CSRF = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
@@ -34,6 +36,8 @@ def offered(app: Any, client: Any) -> tuple[Any, str, str]:
     with app.app_context():
         account = make_account(login_count=1)
         interaction = make_interaction(account=account, amr=["pwd", "mail"])
+        interaction.offer = Offer.SHOWN  # what the login pages do when the policy says "offer"
+        interactions.save(interaction)
         ids = (account.id, interaction.id)
     _bind(client, ids[1])
     return client, ids[0], ids[1]
@@ -62,7 +66,7 @@ def test_offer_choices_continue_the_login(app: Any, offered: Any, choice: str, o
         from idp.accounts.models import Account
 
         assert db.session.get(Account, account_id).biometric_offer_optout is optout
-        assert interactions.get(interaction_id).data["biometric_offer"] == choice  # type: ignore[union-attr]
+        assert interactions.get(interaction_id).offer == choice  # type: ignore[union-attr]
 
 
 def test_offer_refuses_an_unknown_choice(offered: Any) -> None:
@@ -76,9 +80,12 @@ def test_offer_needs_a_finished_authentication(app: Any, client: Any) -> None:
         account = make_account(login_count=3)
         interaction = make_interaction(account=account, amr=[])
     _bind(client, interaction.id)
-    assert client.get("/biometrie/proposition").status_code == 400
+    offer = client.get("/biometrie/proposition")  # nothing proven yet: the policy's page (identify) instead
+    assert offer.status_code == 303 and offer.headers["Location"] == "/connexion/suite"
+    assert client.get("/connexion/suite").headers["Location"] == "/connexion"
     client.delete_cookie("idp_interaction", domain="localhost")
-    assert "Connexion expirée" in client.get("/biometrie/proposition").get_data(as_text=True)
+    expired = client.get("/biometrie/proposition")
+    assert expired.status_code == 400 and "Votre session a expiré" in expired.get_data(as_text=True)
 
 
 def test_activation_endpoints_need_the_csrf_header(offered: Any) -> None:
@@ -105,7 +112,8 @@ def test_activation_through_the_endpoints(app: Any, offered: Any) -> None:
     with app.app_context():
         (credential,) = service.list_credentials(account_id)
         assert credential.device_label == "Chrome sur Android"
-        assert interactions.get(interaction_id).data["biometric_offer"] == "activated"  # type: ignore[union-attr]
+        assert interactions.get(interaction_id).offer is Offer.ACTIVATED  # type: ignore[union-attr]
+        assert (credential.activated_with_mfa, credential.activation_acr) == (True, "eidas1")
 
 
 def test_failed_activation_answers_json_in_french(app: Any, offered: Any) -> None:
@@ -126,8 +134,9 @@ def _activated(app: Any) -> str:
         account = make_account(login_count=2)
         interaction = make_interaction(account=account, amr=["pwd", "mail"])
         challenges.keep("register", interaction.id, challenge_of("registration"), account_id=account.id)
-        service.finish_registration(interaction=interaction, account=account,
-                                    response=recorded("registration")["credential"], device_label="Chrome sur Android")
+        service.finish_registration(ceremony=ceremony_of(interaction), account=account,
+                                    response=recorded("registration")["credential"], device_label="Chrome sur Android",
+                                    activation_factors=2, activation_acr="eidas1")
         return account.id
 
 
@@ -150,7 +159,8 @@ def test_sign_in_through_the_endpoints(app: Any, client: Any) -> None:
     with app.app_context():
         assert interactions.get(interaction.id) is None
         marked = interactions.get(new_id)
-        assert marked is not None and marked.account_id == account_id and marked.amr == ["hwk", "user"]
+        assert marked is not None and marked.account_id == account_id
+        assert assurance.amr(marked.proof) == ["hwk", "user", "mfa"]
 
 
 def test_sign_in_options_list_the_credentials_when_the_account_is_known(app: Any, client: Any) -> None:
@@ -189,7 +199,7 @@ def _signed_in(app: Any, client: Any, account_id: str) -> None:
     from idp.login.sessions import sessions
 
     with app.app_context():
-        session = sessions.create(account_id=account_id, auth_time=0, amr=["pwd", "mail", "mfa"], acr="eidas2")
+        session = sessions.create(account_id=account_id, proof=proof_of(["pwd", "mail"], at=0))
     client.set_cookie("idp_session", session.id, domain="localhost")
 
 
