@@ -13,7 +13,7 @@ from idp.audit import AuditEvent
 from idp.extensions import db
 from tests.accounts.conftest import PASSWORD, RecordingSms, by_name, demo_records, make_account, submit
 from tests.advisors.conftest import ADVISOR_PASSWORD, act, create_link, enrol, json_post, page_csrf, search, sign_in
-from tests.conftest import csrf_from
+from tests.conftest import csrf_from, proof_of
 from tests.webauthn.authenticator import from_b64url
 
 RECORDS = demo_records()
@@ -184,8 +184,8 @@ def test_sessions_are_never_mixed_between_people_and_advisors(app: Any, advisor:
     client, _staff = advisor
     advisor_cookie = client.get_cookie("idp_advisor").value
     with app.app_context():
-        person = sessions.create(account_id="00000000-0000-0000-0000-000000000001", auth_time=0,
-                                 amr=["pwd", "mail"], acr="eidas2", second_factor=True)
+        person = sessions.create(account_id="00000000-0000-0000-0000-000000000001",
+                                 proof=proof_of(["pwd", "mail"], at=0))
     # A person's session (cookie under its own name or under the advisor's) cannot reach the console.
     people = app.test_client()
     people.set_cookie("idp_session", person.id, domain="localhost")
@@ -276,7 +276,7 @@ def test_end_sessions_and_revoke_browsers_and_biometrics(registry: Any, advisor:
     client, _staff = advisor
     account_id = make_account(registry, MARIE["nir"])
     with registry.app_context():
-        session = sessions.create(account_id=account_id, auth_time=0, amr=["pwd"], acr="eidas1")
+        session = sessions.create(account_id=account_id, proof=proof_of(["pwd"], at=0))
         browser = trusted_browser.trust(account_id)
     dossier = dossier_of(client, MARIE["nir"])
     page = text(client.get(dossier))
