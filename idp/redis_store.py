@@ -169,20 +169,50 @@ def durable(source: str, *, keys: Sequence[str], args: Sequence[Any]) -> Any:
 
     Sentinel promotes the replica with the most data, so an acknowledged write survives the failover of
     its primary. Not acknowledged in ``redis_wait_timeout`` ms: :class:`ReplicationNotAcknowledged` (the
-    write stays on the primary: the action is refused, never let through uncounted)."""
+    write stays on the primary: the action is refused, never let through uncounted). A primary with fewer
+    replicas connected waits for those it has (see :class:`_ReplicaCount`)."""
     from idp.extensions import redis_client, settings
 
     s = settings()
     lua = script(source)
-    if s.redis_wait_replicas <= 0:
-        return lua(keys=keys, args=args)
     client: Any = redis_client()
     if is_cluster(client):  # WAIT counts the writes of one connection: use the node that owns the slot
         client = client.get_redis_connection(client.get_node_from_key(keys[0]))
+    wanted = min(s.redis_wait_replicas, _replicas.connected(client)) if s.redis_wait_replicas > 0 else 0
+    if wanted <= 0:
+        return lua(keys=keys, args=args)
     pipe = client.pipeline(transaction=False)
     lua(keys=keys, args=args, client=pipe)
-    pipe.wait(s.redis_wait_replicas, s.redis_wait_timeout)
+    pipe.wait(wanted, s.redis_wait_timeout)
     reply, acknowledged = pipe.execute()
-    if int(acknowledged) < s.redis_wait_replicas:
-        raise ReplicationNotAcknowledged(f"{acknowledged} of {s.redis_wait_replicas} replicas acknowledged")
+    if int(acknowledged) < wanted:
+        _replicas.forget(client)
+        raise ReplicationNotAcknowledged(f"{acknowledged} of {wanted} replicas acknowledged")
     return reply
+
+
+class _ReplicaCount:
+    """How many replicas the primary has connected now (``INFO replication``), cached one second per client.
+
+    A write is awaited on at most that many: a primary left alone (its replica died, or was just promoted
+    from a replica) has nobody to lose the write to in a failover (Sentinel can promote no one), and its
+    append-only file keeps it across a restart; waiting for an absent replica would refuse every login."""
+
+    def __init__(self) -> None:
+        self._seen: dict[int, tuple[float, int]] = {}
+
+    def connected(self, client: Any) -> int:
+        import time
+
+        now = time.monotonic()
+        at, count = self._seen.get(id(client), (0.0, 0))
+        if now - at > 1.0:
+            count = int(client.info("replication").get("connected_slaves", 0))
+            self._seen[id(client)] = (now, count)
+        return count
+
+    def forget(self, client: Any) -> None:
+        self._seen.pop(id(client), None)
+
+
+_replicas = _ReplicaCount()

@@ -253,6 +253,46 @@ def redis_server() -> redis_lib.Redis:
 
 
 @pytest.fixture
+def redis_url() -> str:
+    """The Redis URL of ``pg_app`` and of the servers a test starts: the shared server; a test module
+    parametrizes it to run on a real Cluster or Sentinel set (see ``redis_topology``)."""
+    return REDIS_URL
+
+
+def _topology(kind: str, directory: Any) -> Iterator[Any]:
+    import shutil
+
+    if not shutil.which("redis-server") or not shutil.which("redis-cli"):
+        _unavailable("redis-server and redis-cli", FileNotFoundError("redis-server"))
+    from tests.redis.topologies import ClusterProcesses, SentinelSet
+
+    started = (ClusterProcesses if kind == "cluster" else SentinelSet)(directory)
+    try:
+        yield started.start()
+    finally:
+        started.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: Any) -> Iterator[Any]:
+    """A real 3-master Redis Cluster on free loopback ports, for the session (tests/redis/topologies.py)."""
+    yield from _topology("cluster", tmp_path_factory.mktemp("redis-cluster"))
+
+
+@pytest.fixture(scope="session")
+def redis_sentinels(tmp_path_factory: Any) -> Iterator[Any]:
+    """A real primary + replica watched by 3 Sentinels, for the session."""
+    yield from _topology("sentinel", tmp_path_factory.mktemp("redis-sentinel"))
+
+
+def redis_topology(request: pytest.FixtureRequest) -> str:
+    """For a ``redis_url`` fixture parametrized with "redis", "cluster" or "sentinel": the URL to use."""
+    if request.param == "redis":
+        return REDIS_URL
+    return str(request.getfixturevalue("redis_cluster" if request.param == "cluster" else "redis_sentinels").url)
+
+
+@pytest.fixture
 def redis_prefix(redis_server: redis_lib.Redis) -> Iterator[str]:
     """A key prefix unique to this test; its keys are deleted afterwards."""
     prefix = f"idptest:{RUN_ID}:{uuid.uuid4().hex[:8]}:"
@@ -274,10 +314,10 @@ _pg_schema_ready: set[str] = set()
 
 
 @pytest.fixture
-def pg_app(postgres_url: str, redis_prefix: str, clock: FrozenClock, mailbox: Mailbox,
+def pg_app(postgres_url: str, redis_prefix: str, redis_url: str, clock: FrozenClock, mailbox: Mailbox,
            app_config: dict[str, Any]) -> Iterator[Any]:
-    """The IdP on the run's PostgreSQL database and the real Redis (isolated prefix)."""
-    config = base_config(clock, mailbox, database_url=postgres_url, redis_url=REDIS_URL,
+    """The IdP on the run's PostgreSQL database and the real Redis (isolated prefix; ``redis_url``)."""
+    config = base_config(clock, mailbox, database_url=postgres_url, redis_url=redis_url,
                          redis_prefix=redis_prefix, **app_config)
     application = create_app(config)
     if postgres_url not in _pg_schema_ready:

@@ -1,26 +1,24 @@
-"""Limits hold on a multi-worker server: gunicorn with 4 workers on PostgreSQL and the real Redis.
+"""Limits hold on a multi-worker server: gunicorn with 4 workers on PostgreSQL and a real Redis, in each
+topology: one server, a 3-master Redis Cluster, a Sentinel-managed primary/replica (tests/redis/topologies.py).
 
 20 parallel wrong codes never count, nor check, more than the 3 allowed before the lock; 12 parallel
 passwords never check more than 3 either; 20 parallel code requests never send more than the 5 codes
-of the quota. "Checked" guesses are read from the audit trail (one event per password or code compared).
+of the quota; 10 parallel presentations of one refresh token rotate it once. "Checked" guesses are read
+from the audit trail (one event per password or code compared).
 """
 
 from __future__ import annotations
 
 import html
-import os
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 import requests
 
-from tests.conftest import REDIS_URL, TEST_SECRET, csrf_from, free_port, remember_secret
+from tests.conftest import csrf_from, redis_topology, remember_secret
 from tests.login.conftest import NIR, OTHER_NIR, PASSWORD, make_account, new_interaction
+from tests.resilience.harness import Gunicorn, idp_env
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
@@ -28,36 +26,24 @@ WRONG = "Les informations saisies sont erronées. Merci de vérifier votre saisi
 PARALLEL = 20
 
 
+@pytest.fixture(params=["redis", "cluster", "sentinel"])
+def redis_url(request: pytest.FixtureRequest) -> str:
+    """Every test here runs on the shared Redis, a real 3-master Cluster and a Sentinel-managed set."""
+    return redis_topology(request)
+
+
 @pytest.fixture
-def server(pg_app, postgres_url, redis_prefix, mailbox, clock, tmp_path):
-    """gunicorn -w 4 on the test database and Redis; its clock is the test's frozen clock (IDP_CLOCK_FILE)."""
-    clock_file = tmp_path / "clock"
-    clock_file.write_text(str((clock.now() - datetime.now(UTC)).total_seconds()))
-    port = free_port()
-    env = {**os.environ, "IDP_ENV": "development", "IDP_ISSUER": f"http://127.0.0.1:{port}",
-           "IDP_SECRET_KEY": TEST_SECRET, "IDP_DATABASE_URL": postgres_url, "IDP_REDIS_URL": REDIS_URL,
-           "IDP_REDIS_PREFIX": redis_prefix, "IDP_SMTP_HOST": mailbox.host, "IDP_SMTP_PORT": str(mailbox.port),
-           "IDP_ARGON2_TIME_COST": "1", "IDP_ARGON2_MEMORY_COST": "1024", "IDP_CLOCK_FILE": str(clock_file),
-           "IDP_LOG_LEVEL": "WARNING"}
-    gunicorn = Path(sys.executable).parent / "gunicorn"
-    process = subprocess.Popen([str(gunicorn), "idp:create_app()", "-w", "4", "-b", f"127.0.0.1:{port}",
-                                "--log-level", "warning"], env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
+def server(request, pg_app, postgres_url, redis_prefix, redis_url, mailbox, clock, tmp_path):
+    """gunicorn -w 4 on the test database and ``redis_url``; its clock is the test's frozen clock. On the
+    Sentinel set, security writes also wait for the replica's acknowledgement (IDP_REDIS_WAIT_REPLICAS=1)."""
+    extra = {"IDP_REDIS_WAIT_REPLICAS": "1"} if redis_url.startswith("redis+sentinel") else {}
+    env = idp_env(postgres_url=postgres_url, redis_url=redis_url, redis_prefix=redis_prefix, mailbox=mailbox,
+                  clock=clock, clock_file=tmp_path / "clock", **extra)
+    gunicorn = Gunicorn(env, workers=4, log_path=tmp_path / "gunicorn.log").start()
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if requests.get(url + "/healthz", timeout=5).status_code == 200:
-                    break
-            except requests.RequestException:  # still booting
-                pass
-            assert time.monotonic() < deadline and process.poll() is None, "gunicorn did not start"
-            time.sleep(0.2)
-        yield url
+        yield gunicorn.url
     finally:
-        process.terminate()
-        process.wait(timeout=15)
+        gunicorn.stop()
 
 
 def _signed_in_to_code_step(app, url: str, nir: str) -> tuple[dict[str, str], str]:
@@ -140,6 +126,31 @@ def test_parallel_code_requests_never_send_more_than_the_quota(pg_app, server, m
     assert len(sent) == 5  # the first code at the password step, then 4 of the 20 requests
     assert sum(a == "303" for a in answers) == 4
     assert sum("Le nombre maximum de demandes de code a été atteint" in a for a in answers) == PARALLEL - 4
+
+
+def test_parallel_presentations_of_one_refresh_token_rotate_it_once(pg_app, server):
+    from sqlalchemy import select
+
+    from idp.extensions import db
+    from idp.oidc.models import RefreshToken
+    from tests.oidc.conftest import flow, login, make_person, make_rp, redeem
+
+    person, rp = make_person(pg_app), make_rp(pg_app, "web")
+    f = flow(rp)
+    client = pg_app.test_client()
+    first = redeem(client, rp, login(pg_app, client, person, f)["code"], f).json["refresh_token"]
+
+    def present(_: int) -> requests.Response:
+        return requests.post(server + "/token", auth=(rp.client_id, rp.secret), timeout=30,
+                             data={"grant_type": "refresh_token", "refresh_token": first})
+
+    with ThreadPoolExecutor(10) as pool:
+        answers = list(pool.map(present, range(10)))
+    assert sorted(a.status_code for a in answers) == [200] + [400] * 9, [a.text[:80] for a in answers]
+    assert all(a.json()["error"] == "invalid_grant" for a in answers if a.status_code == 400)
+    with pg_app.app_context():  # one successor issued, never two; the reuse revoked the family
+        family = db.session.scalars(select(RefreshToken)).all()
+        assert len(family) == 2 and all(r.revoked for r in family)
 
 
 remember_secret(*(f"Pas-Le-Bon-{index}" for index in range(11)))

@@ -96,7 +96,7 @@ class Gunicorn:
 
 
 def idp_env(*, postgres_url: str, redis_prefix: str, mailbox: object, clock: object, clock_file: Path,
-            **extra: str) -> dict[str, str]:
+            redis_url: str = REDIS_URL, **extra: str) -> dict[str, str]:
     """``IDP_*`` variables of a test server on the run's PostgreSQL database and the real Redis.
 
     Its clock is the test's frozen clock (``IDP_CLOCK_FILE`` holds the offset from real time), so that
@@ -105,7 +105,7 @@ def idp_env(*, postgres_url: str, redis_prefix: str, mailbox: object, clock: obj
 
     clock_file.write_text(str((clock.now() - datetime.now(UTC)).total_seconds()))  # type: ignore[attr-defined]
     return {"IDP_ENV": "development", "IDP_SECRET_KEY": TEST_SECRET, "IDP_DATABASE_URL": postgres_url,
-            "IDP_REDIS_URL": REDIS_URL, "IDP_REDIS_PREFIX": redis_prefix,
+            "IDP_REDIS_URL": redis_url, "IDP_REDIS_PREFIX": redis_prefix,
             "IDP_SMTP_HOST": mailbox.host, "IDP_SMTP_PORT": str(mailbox.port),  # type: ignore[attr-defined]
             "IDP_ARGON2_TIME_COST": "1", "IDP_ARGON2_MEMORY_COST": "1024", "IDP_CLOCK_FILE": str(clock_file),
             "IDP_LOG_LEVEL": "WARNING", **extra}
