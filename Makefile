@@ -11,7 +11,8 @@ DSFR := idp/static/dsfr
 run: install assets migrate  ## Demo IdP on http://127.0.0.1:5000 (SQLite, in-process Redis, SMTP sink)
 	$(BIN)/idp demo --host $(HOST) --port $(PORT)
 
-test: install assets  ## The whole suite (unit, PostgreSQL/Redis integration, Chromium)
+test: install assets  ## The import layers, then the whole suite (unit, PostgreSQL/Redis integration, Chromium)
+	$(BIN)/lint-imports
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 install: .stamp-install
@@ -32,8 +33,9 @@ $(DSFR)/dsfr.min.css: package.json package-lock.json
 migrate: install
 	$(BIN)/idp db upgrade
 
-lint:
+lint:  ## ruff, and the import-linter contracts of pyproject.toml (layers, domain packages)
 	$(BIN)/ruff check idp tests
+	$(BIN)/lint-imports
 
 typecheck:
 	$(BIN)/mypy idp

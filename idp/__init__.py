@@ -129,6 +129,15 @@ def _init_extensions(app: Flask, settings: Settings) -> None:
                                 x_proto=settings.proxy_hops, x_host=settings.proxy_hops)
 
 
+def _dev_sms(settings: Settings) -> Any:
+    """The development SMS gateway (messages shown on /dev/mailbox) when ``sms_backend`` is dev."""
+    if settings.sms_backend != "dev":
+        return None
+    from idp.dev.mailbox import DevSmsGateway
+
+    return DevSmsGateway()
+
+
 def _register_areas(app: Flask, injected: dict[str, Any]) -> None:
     """Each area attaches its blueprints and services; order matters only for the dev tools."""
     # Accounts are referenced by every other area's tables: their models must be known first.
@@ -137,7 +146,7 @@ def _register_areas(app: Flask, injected: dict[str, Any]) -> None:
 
     audit.init_app(app)
     rfi_adapter.init_app(app, injected.get("rfi"))
-    notify.init_app(app, injected.get("sms"))
+    notify.init_app(app, injected.get("sms") or _dev_sms(app.extensions["idp.settings"]))
     accounts.init_app(app)
     mfa.init_app(app)
     webauthn.init_app(app)

@@ -202,6 +202,13 @@ def app(tmp_path: Any, clock: FrozenClock, mailbox: Mailbox, app_config: dict[st
     config = base_config(clock, mailbox, database_url=f"sqlite:///{tmp_path}/idp.sqlite3",
                          redis_url="memory://", **app_config)
     config.setdefault("redis", SlotCheckingRedis(server=fakeredis.FakeServer()))
+    with running_app(config) as application:
+        yield application
+
+
+@contextlib.contextmanager
+def running_app(config: dict[str, Any]) -> Iterator[Any]:
+    """An application built from ``config`` with its tables created; its connections closed afterwards."""
     application = create_app(config)
     with application.app_context():
         db.create_all()
@@ -434,3 +441,15 @@ def test_requirement(kind: str = "web", request: dict[str, str] | None = None, *
 
 
 test_requirement.__test__ = False  # type: ignore[attr-defined]  (a helper, not a test)
+
+
+def register_identity(nir: str, **fields: Any) -> None:
+    """Put a person for ``nir`` into the embedded registry (RFI), as ``idp rfi import`` does (idempotent).
+    The login asks the registry for the person after the password: an account alone is not enough."""
+    from idp.rfi_adapter.sql import import_records
+
+    record = {"nir": nir, "given_name": "Alice Marie", "family_name": "MARTIN", "preferred_username": None,
+              "birthdate": "1985-05-01", "gender": "female" if nir.startswith("2") else "male",
+              "birthplace": "75114", "birthcountry": "99100", "phone": None, "vitale_card_serial": "8250099999",
+              "iban": "FR7630006000011234567890189", **fields}
+    import_records([record])

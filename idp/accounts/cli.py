@@ -59,17 +59,19 @@ def accounts_group() -> None:
 @json_option
 @with_app
 def create(nir: str, password: str, email: str, email_validated: bool, as_json: bool) -> None:
-    """Create the account of an identity (the RFI phone number is copied when the identity is known)."""
+    """Create the account of an identity the registry (RFI) holds; its phone number is copied. A NIR the
+    registry does not hold is refused (exit 1): its data decide who can sign in."""
     from idp.accounts import service
-    from idp.rfi_adapter import IdentityNotFound, get_rfi
+    from idp.rfi_adapter import IdentityNotFound, RegistryUnavailable, get_rfi
 
     parsed = _parse_nir(nir, as_json)
-    phone = None
     try:
         phone = get_rfi().lookup(parsed).phone
     except IdentityNotFound:
-        # Lenient on purpose (test and demo set-ups); the operator is told.
-        click.echo("Warning: this NIR is not in the identity registry (RFI).", err=True)
+        _fail("this NIR is not in the identity registry (RFI): no account can be created for it", as_json,
+              "identity_not_found")
+    except RegistryUnavailable:
+        _fail("the identity registry (RFI) is unavailable: try again later", as_json, "registry_unavailable")
     try:
         account = service.create_account(parsed, password, email=email, email_validated=email_validated, phone=phone)
     except service.PasswordRejected as exc:

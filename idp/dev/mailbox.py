@@ -46,6 +46,14 @@ class DevMailbox:
         return [json.loads(raw) for raw in self.client.lrange(self.key, 0, self.LIMIT - 1)]
 
 
+class DevSmsGateway:
+    """Development only (``sms_backend = "dev"``): an SMS is shown in the development mailbox page."""
+
+    def send(self, phone: str, text: str) -> None:
+        """Store the message in the development mailbox."""
+        DevMailbox.current().add(kind="sms", to=phone, subject="SMS", body=text)
+
+
 def parse_message(raw: bytes) -> dict[str, str]:
     """Decode an RFC 5322 message into to/subject/text body (UTF-8 safe)."""
     msg = email.message_from_bytes(raw, policy=email.policy.default)

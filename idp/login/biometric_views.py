@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Blueprint, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
+from idp.accounts import service as accounts
 from idp.clock import paris_display, timestamp
 from idp.errors import BadRequest, IdpError
 from idp.extensions import clock, db
@@ -26,6 +27,7 @@ from idp.login import assurance, cookies, policy
 from idp.login import service as login_service
 from idp.login.interaction import Interaction, InteractionExpired, Offer, interactions
 from idp.login.sessions import BrowserSession, sessions
+from idp.login.views import refuse_for_registry
 from idp.webauthn import service
 from idp.webauthn.models import as_utc
 
@@ -160,6 +162,10 @@ def sign_in_verify() -> ResponseReturnValue:
         account = _account_of_id(credential.account_id)
         if account is None:
             raise service.BiometricRefused(detail="account missing or disabled")
+        # As after the password: the registry decides whether this person may still sign in.
+        registry = login_service.ask_registry(accounts.account_nir(account))
+        if registry is not login_service.Registry.FOUND:
+            refuse_for_registry(login_service.registry_refusal(interaction, account, registry))
         login_service.start_for(interaction, account, factor)  # the app: the credential replaces the password
     # As after the password: a new interaction id, so that an id planted or seen before is worthless.
     interactions.rotate(interaction)

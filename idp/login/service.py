@@ -45,6 +45,7 @@ from idp.login.interaction import Interaction, Step, interactions
 from idp.mfa import codes, limits
 from idp.nir import InvalidNir, Nir
 from idp.notify.mail import MailNotSent
+from idp.rfi_adapter import IdentityNotFound, RegistryUnavailable
 
 if TYPE_CHECKING:
     from idp.accounts.models import Account
@@ -66,6 +67,8 @@ class Outcome(enum.Enum):
     QUOTA = "quota"  # code requests blocked (5 per sliding hour)
     MAIL_FAILED = "mail_failed"  # the SMTP relay did not take the message
     THROTTLED = "throttled"  # too many failures from the client address (429)
+    IDENTITY_UNKNOWN = "identity_unknown"  # right password, but the registry (RFI) no longer knows the person
+    REGISTRY_UNAVAILABLE = "registry_unavailable"  # the registry could not answer (503): nothing counted
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,17 +133,51 @@ def identify(interaction: Interaction, nir_text: str, password: str, *, address:
         accounts.check_password(None, password)
         return StepResult(Outcome.LOCKED, until=attempt.until)
     account = accounts.check_password(known, password)
+    registry = ask_registry(nir)  # for every checked guess: an unknown NIR costs the same time
     if account is None:  # wrong password, unknown NIR or disabled account: the reservation is the failure
         audit.record("login_password_failed", account_id=known.id if known else None, client_id=interaction.client_id,
                      locked=attempt.until is not None)
         if attempt.until is not None:
             return StepResult(Outcome.LOCKED, until=attempt.until)
         return StepResult(Outcome.WRONG)
-    limits.reset_failures("pwd", account.id)
     slot.give_back()
+    if registry is not Registry.FOUND:
+        # Not the person's failure: the guess was right. Nothing is counted, the reservation is given back.
+        limits.release_attempt("pwd", account.id, attempt)
+        return registry_refusal(interaction, account, registry)
+    limits.reset_failures("pwd", account.id)
     start_for(interaction, account, assurance.password_factor(timestamp(clock().now())))
     audit.record_in_request("login_password_ok", account_id=account.id, client_id=interaction.client_id)
     return StepResult(Outcome.OK, account=account)
+
+
+class Registry(enum.Enum):
+    """What the identity registry (RFI) answered about a person at login."""
+
+    FOUND = "found"
+    NOT_FOUND = "not_found"
+    UNAVAILABLE = "unavailable"
+
+
+def ask_registry(nir: Nir) -> Registry:
+    """Ask the RFI for the person (seed FAQ: ameli-connect identifies people by querying the RFI, whose data
+    decide who can sign in). Never raises: an outage is :attr:`Registry.UNAVAILABLE`."""
+    try:
+        accounts.identity_of_nir(nir)
+    except IdentityNotFound:
+        return Registry.NOT_FOUND
+    except RegistryUnavailable:
+        return Registry.UNAVAILABLE
+    return Registry.FOUND
+
+
+def registry_refusal(interaction: Interaction, account: Account, registry: Registry) -> StepResult:
+    """The result (audited) of a login refused because the registry does not know, or cannot tell, the person."""
+    if registry is Registry.NOT_FOUND:
+        audit.record("login_identity_unknown", account_id=account.id, client_id=interaction.client_id)
+        return StepResult(Outcome.IDENTITY_UNKNOWN, account=account)
+    audit.record("login_registry_unavailable", account_id=account.id, client_id=interaction.client_id)
+    return StepResult(Outcome.REGISTRY_UNAVAILABLE, account=account)
 
 
 def start_for(interaction: Interaction, account: Account, first: assurance.Factor) -> None:

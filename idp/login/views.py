@@ -17,13 +17,14 @@ from flask_wtf.csrf import CSRFError
 from idp import audit
 from idp.accounts import service as accounts
 from idp.clock import paris_display
-from idp.errors import BadRequest, TooManyRequests
+from idp.errors import BadRequest, IdpError, TooManyRequests
 from idp.extensions import db, settings
 from idp.login import assurance, cookies, policy, service
 from idp.login.interaction import Consent, Interaction, InteractionExpired, Offer, Step, interactions
 from idp.login.service import Outcome, StepResult
 from idp.mfa import codes, limits, trusted_browser
 from idp.nir import Nir
+from idp.rfi_adapter import RegistryUnavailable
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -50,6 +51,24 @@ PAGE_OF = {"login.forget_nir": "login.start", "login.identify": "login.start", "
 def _wrong() -> list[str]:
     return ["Les informations saisies sont erronées. Merci de vérifier votre saisie.",
             f"Attention : {settings().max_failed_attempts} essais infructueux bloquent l'accès au service."]
+
+
+class IdentityUnknown(IdpError):
+    """The password is right but the registry of individuals (RFI) no longer knows the person."""
+
+    code = "identity_unknown"
+    status = 403
+    title = "Connexion impossible"
+    description = ("La connexion à votre compte ameli n'est pas possible : nous ne parvenons pas à vérifier votre "
+                   "identité. Pour régulariser votre situation, appelez le 3646 (service gratuit + prix d'un appel).")
+
+
+def refuse_for_registry(result: StepResult) -> None:
+    """The French page of a login the registry refused (403, call the 3646) or could not answer (503)."""
+    if result.outcome is Outcome.IDENTITY_UNKNOWN:
+        raise IdentityUnknown(detail="rfi: identity not found at login")
+    if result.outcome is Outcome.REGISTRY_UNAVAILABLE:
+        raise RegistryUnavailable(detail="rfi unavailable at login")
 
 
 def expired_page(exc: InteractionExpired) -> Response:
@@ -207,6 +226,7 @@ def identify() -> ResponseReturnValue:
     password = request.form.get("password", "")[:settings().password_max_length + 1]
     result = service.identify(interaction, nir_text, password, address=request.remote_addr)
     _throttled(result)
+    refuse_for_registry(result)
     if result.outcome is Outcome.INVALID_INPUT:
         return _identify_page(interaction, **{f"{result.field}_error": result.reason})
     if not result.ok:

@@ -6,14 +6,17 @@ from typing import cast
 
 from flask import Flask, current_app
 
-from idp.notify.sms import DevSmsGateway, HttpSmsGateway, SmsGateway
+from idp.notify.sms import HttpSmsGateway, SmsGateway
 
 
 def init_app(app: Flask, sms: SmsGateway | None = None) -> None:
-    """Attach the SMS gateway chosen by ``sms_backend`` (or an injected one)."""
+    """Attach the SMS gateway: the injected one (the development gateway of :mod:`idp.dev`, a test's), or
+    the HTTP gateway of ``sms_url``."""
     settings = app.extensions["idp.settings"]
     if sms is None:
-        sms = HttpSmsGateway(settings.sms_url) if settings.sms_backend == "http" else DevSmsGateway()
+        if settings.sms_backend != "http":
+            raise RuntimeError("sms_backend=dev needs the development gateway injected by create_app")
+        sms = HttpSmsGateway(settings.sms_url)
     app.extensions["idp.sms"] = sms
 
 

@@ -28,16 +28,6 @@ class SmsGateway(Protocol):
         ...
 
 
-class DevSmsGateway:
-    """Development only: the message is shown in the development mailbox page."""
-
-    def send(self, phone: str, text: str) -> None:
-        """Store the message in the development mailbox."""
-        from idp.dev.mailbox import DevMailbox
-
-        DevMailbox.current().add(kind="sms", to=phone, subject="SMS", body=text)
-
-
 class HttpSmsGateway:
     """POSTs ``{"to": ..., "text": ...}`` as JSON to a gateway URL."""
 

@@ -19,7 +19,7 @@ from flask_wtf.csrf import CSRFError, validate_csrf
 from werkzeug.routing import BuildError
 from wtforms import ValidationError
 
-from idp.errors import BadRequest
+from idp.errors import BadRequest, is_dependency_failure
 from idp.extensions import db, settings
 from idp.login import assurance, cookies
 from idp.login.interaction import Consent, Interaction, InteractionExpired, Step, interactions
@@ -29,6 +29,7 @@ from idp.oidc import claims, discovery, keys, tokens
 from idp.oidc.clients import get_client
 from idp.oidc.server import add_issuer, current_server
 from idp.oidc.tokens import EndUser
+from idp.rfi_adapter import IdentityNotFound, RegistryUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -260,12 +261,27 @@ def token() -> ResponseReturnValue:
             _withdraw_undelivered(give_back_code=False)
             return _no_store(response)
         db.session.commit()
-    except Exception:
-        # An outage (database, Redis, registry) stopped the exchange: the RP receives a 503 and nothing
-        # else, so what was prepared is withdrawn and a taken code is given back for the RP's retry.
+    except IdentityNotFound:
+        # The registry no longer knows the person (RFC 6749 §5.2): the grant is dead, the code is not given back.
         db.session.rollback()
-        _withdraw_undelivered(give_back_code=True)
+        _withdraw_undelivered(give_back_code=False)
+        return _oauth_error(400, "invalid_grant", "The end-user is no longer known to the identity registry.")
+    except Exception as exc:
+        # An outage (database, Redis, registry) stopped the exchange: the RP receives a 503 and nothing
+        # else, so what was prepared is withdrawn and a taken code is given back for the RP's retry, only
+        # then: a code whose exchange failed for any other reason would fail the same way on every retry.
+        db.session.rollback()
+        _withdraw_undelivered(give_back_code=isinstance(exc, RegistryUnavailable) or is_dependency_failure(exc))
         raise
+    return _no_store(response)
+
+
+def _oauth_error(status: int, error: str, description: str, *, bearer: bool = False) -> ResponseReturnValue:
+    """An RFC 6749 §5.2 / RFC 6750 §3.1 error answer (JSON, no-store; ``bearer``: WWW-Authenticate too)."""
+    response = jsonify(error=error, error_description=description)
+    response.status_code = status
+    if bearer:
+        response.headers["WWW-Authenticate"] = f'Bearer error="{error}", error_description="{description}"'
     return _no_store(response)
 
 
@@ -284,8 +300,13 @@ def _withdraw_undelivered(*, give_back_code: bool) -> None:
 
 @api_bp.route("/userinfo", methods=["GET", "POST"])
 def userinfo() -> ResponseReturnValue:
-    """OIDC Core §5.3 (Bearer header or form body)."""
-    return _no_store(current_server().create_endpoint_response("userinfo"))
+    """OIDC Core §5.3 (Bearer header or form body). A person the registry no longer knows: the token is
+    worth nothing any more (RFC 6750 §3.1 ``invalid_token``), never a 500."""
+    try:
+        return _no_store(current_server().create_endpoint_response("userinfo"))
+    except IdentityNotFound:
+        return _oauth_error(401, "invalid_token", "The end-user is no longer known to the identity registry.",
+                            bearer=True)
 
 
 @api_bp.post("/revoke")

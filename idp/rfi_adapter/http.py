@@ -3,6 +3,8 @@
 - (connect, read) timeouts on every request; bounded retries (``rfi_retries``) with exponential
   backoff (``rfi_backoff * 2**attempt``) on connection errors, timeouts and 5xx answers only;
 - a 404 is an answer ("not found"), never retried and never counted as a failure;
+- fields of the answer this provider does not know are ignored (a registry that adds one must not take
+  the service down); the known ones are validated;
 - anything else (timeouts, 5xx, malformed JSON, an identity that does not validate or is not the
   one asked for) is :class:`RegistryUnavailable`: people are told the service is temporarily
   unavailable, never that their password or details are wrong;
@@ -172,7 +174,7 @@ class HttpRfiAdapter:
         if response.status_code != 200:
             raise RegistryUnavailable(detail=f"rfi http {response.status_code}")
         try:
-            identity = parse_record(response.json())
+            identity = parse_record(response.json(), extra_fields=True)
         except (ValueError, InvalidRecord):  # requests' JSONDecodeError is a ValueError
             raise RegistryUnavailable(detail="rfi malformed answer") from None
         if identity.nir != nir:

@@ -103,13 +103,18 @@ def _check_place(birthplace: str | None, birthcountry: str | None, problems: lis
         problems.append("birthplace\x1fmust be empty when born abroad")
 
 
-def parse_record(record: Any, index: int = 0) -> Identity:
-    """Validate one record and return the :class:`Identity`; raise :class:`InvalidRecord` listing every bad field."""
+def parse_record(record: Any, index: int = 0, *, extra_fields: bool = False) -> Identity:
+    """Validate one record and return the :class:`Identity`; raise :class:`InvalidRecord` listing every bad field.
+
+    ``extra_fields``: fields this provider does not know are ignored (a registry answer: a registry that
+    adds a field must not take the service down) instead of refused (an import file: a typo is an error);
+    the known fields are validated either way."""
     if not isinstance(record, Mapping):
         raise InvalidRecord([FieldError(index, "(record)", "must be a JSON object")])
     problems: list[str] = []
     problems += [f"{k}\x1fis required" for k in REQUIRED if k not in record]
-    problems += [f"{k}\x1fis not a known field" for k in sorted(set(record) - set(REQUIRED) - set(OPTIONAL))]
+    if not extra_fields:
+        problems += [f"{k}\x1fis not a known field" for k in sorted(set(record) - set(REQUIRED) - set(OPTIONAL))]
     nir: Nir | None = None
     if "nir" in record:
         try:

@@ -216,6 +216,14 @@ def test_cli_accounts_create_show_unlock_reset(cli: Any, tmp_path: Any, records:
     assert cli("accounts", "show", "12345", "--json").exit_code == 1
 
 
+def test_cli_accounts_create_refuses_a_nir_the_registry_does_not_hold(cli: Any, records: list[dict[str, Any]]) -> None:
+    """Issue 11: the registry's data decide who can sign in, so no account for a person it does not hold."""
+    answer = cli("accounts", "create", "--nir", by_name(records, "SANTONI")["nir"], "--password", PASSWORD,
+                 "--email", "paul@example.fr", "--json")  # the registry is empty here
+    assert answer.exit_code == 1 and json.loads(answer.output)["error"] == "identity_not_found"
+    assert cli("accounts", "show", by_name(records, "SANTONI")["nir"], "--json").exit_code == 1
+
+
 def test_cli_reset_with_sms_uses_the_dev_gateway(cli: Any, tmp_path: Any, records: list[dict[str, Any]]) -> None:
     path = tmp_path / "rfi.json"
     path.write_text(json.dumps(records), encoding="utf-8")

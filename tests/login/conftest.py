@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import csrf_from, remember_secret
+from tests.conftest import csrf_from, register_identity, remember_secret
 
 NIR = "185057800604830"
 NIR_SPACED = "1 85 05 78 006 048 30"
@@ -35,6 +35,7 @@ def make_account(app: Any, *, nir: str = NIR, password: str = PASSWORD, email: s
     from idp.nir import Nir
 
     with app.app_context():
+        register_identity(nir)  # the registry knows the person (asked at every login)
         account = service.create_account(Nir.parse(nir), password, email=email, email_validated=validated)
         return Person(account.id, nir, password, email)
 

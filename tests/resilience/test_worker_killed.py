@@ -21,7 +21,7 @@ import pytest
 import requests
 from sqlalchemy import create_engine, text
 
-from tests.conftest import TEST_SECRET, remember_secret
+from tests.conftest import TEST_SECRET, register_identity, remember_secret
 from tests.oidc.conftest import flow, login, make_person, make_rp, redeem
 from tests.resilience.harness import Gunicorn, idp_env, wait_until
 
@@ -165,6 +165,8 @@ def test_process_killed_while_creating_an_account_leaves_no_account(pg_app: Any,
 
     nir, password = "295019912611146", "Cheval-Agrafe-Batterie-9"
     remember_secret(nir, password)
+    with pg_app.app_context():
+        register_identity(nir)  # accounts are created only for people the registry holds
     env = {**os.environ, "IDP_DATABASE_URL": postgres_url, "IDP_SECRET_KEY": TEST_SECRET, "IDP_ARGON2_TIME_COST": "1",
            "IDP_ARGON2_MEMORY_COST": "1024", "IDP_LOG_LEVEL": "WARNING"}
     command = [str(Path(sys.executable).parent / "idp"), "accounts", "create", "--nir", nir, "--password", password,

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
-import uuid
+import secrets
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from idp.accounts.models import Account
+from idp.crypto import encrypt, lookup_hmac
 from idp.extensions import clock, db
 from idp.login.interaction import Interaction, interactions
-from tests.conftest import proof_of, test_requirement
+from idp.nir import Nir
+from tests.conftest import proof_of, register_identity, test_requirement
 from tests.webauthn.authenticator import from_b64url
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "webauthn"
@@ -28,9 +30,17 @@ def challenge_of(name: str) -> bytes:
     return from_b64url(recorded(name)["challenge"])
 
 
+def random_nir() -> Nir:
+    """A valid NIR (key computed) unique to this test run."""
+    body = f"1850575{secrets.randbelow(10**6):06d}"
+    return Nir.parse(body + f"{97 - int(body) % 97:02d}")
+
+
 def make_account(*, login_count: int = 0, optout: bool = False) -> Account:
-    """An active account stored directly (no NIR needed by these tests: the values are opaque)."""
-    account = Account(nir_hmac=uuid.uuid4().hex, nir_enc="not-used", email="assure@example.fr",
+    """An active account stored directly, with a NIR of its own that the registry knows."""
+    nir = random_nir()
+    register_identity(nir.value)
+    account = Account(nir_hmac=lookup_hmac(nir.value), nir_enc=encrypt(nir.value, "nir"), email="assure@example.fr",
                       email_validated=True, password_hash=None, status="active", created_at=clock().now(),
                       login_count=login_count, biometric_offer_optout=optout)
     db.session.add(account)
