@@ -173,6 +173,10 @@ class Settings:
         "PEM bundle of trusted attestation roots (with webauthn_require_attestation); empty: only the Apple and "
         "Google roots shipped with py_webauthn are trusted.", default="")
 
+    security_reauth_ttl: int = _doc(
+        "After re-authenticating with the security code on 'Sécurité de mon compte', changes are allowed this long "
+        "(whatever the session's age, a change always needs a fresh code first).", default=300)
+
     # --- advisors' console (/conseiller/) --------------------------------------------------
     advisor_session_idle_timeout: int = _doc(
         "An advisor's console session ends after this long without use (staff session, shorter than a person's).",

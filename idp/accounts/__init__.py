@@ -15,10 +15,12 @@ def init_app(app: Flask) -> None:
     import idp.accounts.demo
     import idp.accounts.models  # noqa: F401
     from idp.accounts.recovery import forget_links_on_event
+    from idp.accounts.security_views import bp as security_bp
     from idp.accounts.service import forget_account_state, tell_previous_address
     from idp.accounts.views import init_views
 
     init_views(app)
+    app.register_blueprint(security_bp)
     for event in lifecycle.CREDENTIAL_EVENTS:
         event.connect(forget_links_on_event)
     lifecycle.account_reset.connect(forget_account_state)

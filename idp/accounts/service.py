@@ -212,6 +212,13 @@ def normalise_email(email: str) -> str:
     return f"{local}@{domain.lower()}"
 
 
+def email_error(address: str) -> str | None:
+    """Why ``address`` cannot be an account's e-mail (French), or None."""
+    if "@" not in address or len(address) > 254 or " " in address or "." not in address.rpartition("@")[2]:
+        return "Saisissez une adresse e-mail valide, par exemple nom@exemple.fr."
+    return None
+
+
 def masked_email(email: str | None) -> str:
     """``alice@gmail.com`` -> ``a***@g***.com`` (seed wording), enough for its owner to recognise it."""
     if not email or "@" not in email:

@@ -104,8 +104,9 @@ def email() -> ResponseReturnValue:
     errors: dict[str, str] = {}
     if request.method == "POST":
         address = request.form.get("email", "").strip()
-        if "@" not in address or len(address) > 254 or " " in address or "." not in address.rpartition("@")[2]:
-            errors["email"] = "Saisissez une adresse e-mail valide, par exemple nom@exemple.fr."
+        message = service.email_error(address)
+        if message:
+            errors["email"] = message
         else:
             try:
                 creation.send_email(flow, address)

@@ -22,6 +22,7 @@ from sqlalchemy import select
 from idp import audit
 from idp.accounts import service as accounts
 from idp.accounts.models import Account
+from idp.accounts.security import method_label
 from idp.advisors.models import Advisor
 from idp.audit import AuditEvent
 from idp.clock import paris_display
@@ -125,15 +126,6 @@ def recent_sign_ins(account_id: str, limit: int = 10) -> list[dict[str, str]]:
 
     return [{"at": paris_display(as_utc(e.at)), "method": method_label(e.data.get("amr") or []),
              "client": e.client_id or ""} for e in db.session.scalars(rows)]
-
-
-_METHODS = {"pwd": "mot de passe", "mail": "code de sécurité", "hwk": "biométrie"}
-
-
-def method_label(amr: list[str]) -> str:
-    """``["pwd", "mail", "mfa"]`` -> "mot de passe + code de sécurité"."""
-    labels = [_METHODS[m] for m in amr if m in _METHODS]
-    return " + ".join(labels) or "inconnue"
 
 
 def account_state(found: Found) -> AccountState:

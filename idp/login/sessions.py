@@ -36,6 +36,7 @@ class BrowserSession:
     last_seen: int
     clients: list[str] = field(default_factory=list)  # client_ids that got tokens (for logout)
     factors: list[dict[str, Any]] = field(default_factory=list)  # the login's proof (assurance.Proof)
+    device: str = ""  # "Firefox sur Linux", shown on "Sécurité de mon compte"
 
     @property
     def proof(self) -> Proof:
@@ -58,12 +59,12 @@ class SessionStore:
     def _index(account_id: str) -> str:
         return rkey("sessions-of", account_id)
 
-    def create(self, *, account_id: str, proof: Proof) -> BrowserSession:
+    def create(self, *, account_id: str, proof: Proof, device: str = "") -> BrowserSession:
         """A new session with a fresh random id, worth what ``proof`` proved."""
         now = timestamp(clock().now())
         session = BrowserSession(id=new_token(32), account_id=account_id, auth_time=assurance.auth_time(proof) or now,
                                  amr=assurance.amr(proof), acr=assurance.acr(proof), created_at=now, last_seen=now,
-                                 factors=proof.to_list())
+                                 factors=proof.to_list(), device=device[:120])
         self._write(session)
         self._prune_index(account_id)
         pipe = redis_client().pipeline()

@@ -342,7 +342,10 @@ def check_code(interaction: Interaction) -> ResponseReturnValue:
     response = _advance(interaction, send_code=True)
     if interaction.trusted_browser_wanted and assurance.factor_count(interaction.proof) >= 2:
         # Only a login that proved two factors may make this browser stand in for the code.
-        cookies.set_trusted(response, trusted_browser.trust(account.id))
+        from idp.webauthn.service import describe_device
+
+        label = describe_device(request.user_agent.string or "")
+        cookies.set_trusted(response, trusted_browser.trust(account.id, label=label))
     return response
 
 

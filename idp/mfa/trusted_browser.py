@@ -32,6 +32,8 @@ class TrustedBrowser(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # "Chrome sur Windows": what the person sees on "Sécurité de mon compte" (from the User-Agent at trust time).
+    label: Mapped[str | None] = mapped_column(String(120))
 
 
 def _aware(instant: datetime) -> datetime:
@@ -39,12 +41,13 @@ def _aware(instant: datetime) -> datetime:
     return instant if instant.tzinfo else instant.replace(tzinfo=UTC)
 
 
-def trust(account_id: str) -> str:
+def trust(account_id: str, *, label: str | None = None) -> str:
     """Record a new trusted browser for the account; returns the cookie value (shown once)."""
     token = new_token(32)
     now = clock().now()
     db.session.add(TrustedBrowser(account_id=account_id, token_hash=hash_token(token), created_at=now,
-                                  expires_at=now + timedelta(seconds=settings().trusted_browser_ttl)))
+                                  expires_at=now + timedelta(seconds=settings().trusted_browser_ttl),
+                                  label=(label or "")[:120] or None))
     db.session.commit()
     return token
 
@@ -68,6 +71,24 @@ def revoke(token: str) -> None:
                                                     TrustedBrowser.revoked_at.is_(None))
                        .values(revoked_at=clock().now()))
     db.session.commit()
+
+
+def revoke_one(account_id: str, browser_id: int) -> bool:
+    """Revoke one of the account's trusted browsers ("Sécurité de mon compte"); False if not theirs or gone."""
+    result = db.session.execute(update(TrustedBrowser).where(TrustedBrowser.id == browser_id,
+                                                             TrustedBrowser.account_id == account_id,
+                                                             TrustedBrowser.revoked_at.is_(None))
+                                .values(revoked_at=clock().now()))
+    db.session.commit()
+    return bool(getattr(result, "rowcount", 0))
+
+
+def is_current(row: TrustedBrowser, token: str | None) -> bool:
+    """Whether ``row`` is the browser holding the cookie value ``token``."""
+    from idp.crypto import constant_time_equal
+
+    return bool(token) and len(token or "") <= MAX_COOKIE_LENGTH and constant_time_equal(row.token_hash,
+                                                                                          hash_token(token or ""))
 
 
 def revoke_all(account_id: str) -> int:

@@ -151,8 +151,11 @@ def _refused(pending: Interaction) -> ResponseReturnValue:
 
 
 def _open_session(finished: Interaction) -> tuple[BrowserSession, EndUser]:
+    from idp.webauthn.service import describe_device
+
     assert finished.account_id is not None
-    session = sessions.create(account_id=finished.account_id, proof=finished.proof)
+    session = sessions.create(account_id=finished.account_id, proof=finished.proof,
+                              device=describe_device(request.user_agent.string or ""))
     claims_request = authz.parse_claims(finished.request, finished.request["redirect_uri"])
     return session, authz.end_user_from_session(session, claims_request)
 
