@@ -63,7 +63,12 @@ def live(app: Any) -> Iterator[str]:
 
 def rp(**command: Any) -> dict[str, Any]:
     """Run one step of the node RP."""
-    done = subprocess.run(["node", RP_SCRIPT, json.dumps({"issuer": ISSUER, **command})], capture_output=True,
+    return run_node_rp(RP_SCRIPT, command)
+
+
+def run_node_rp(script: str, command: dict[str, Any]) -> dict[str, Any]:
+    """Run one step of a node RP script; its last output line is the JSON result, never a failure."""
+    done = subprocess.run(["node", script, json.dumps({"issuer": ISSUER, **command})], capture_output=True,
                           text=True, timeout=60, cwd=ROOT, check=False)
     assert done.stdout, done.stderr
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -71,8 +76,10 @@ def rp(**command: Any) -> dict[str, Any]:
     return result
 
 
-def walk_login(browser: requests.Session, url: str) -> str:
-    """Follow redirects like a browser, fill the real /connexion form, stop at the RP's callback."""
+def walk_login(browser: requests.Session, url: str, *, nir: str = NIR, password: str = PASSWORD,
+               mailbox: Any = None) -> str:
+    """Follow redirects like a browser, fill the real /connexion form (and, when asked, the security code
+    read from the SMTP server), stop at the RP's callback."""
     response = browser.get(url, allow_redirects=False)
     for _ in range(20):
         location = response.headers.get("Location")
@@ -80,10 +87,15 @@ def walk_login(browser: requests.Session, url: str) -> str:
             response = browser.post(response.url, allow_redirects=False, data={
                 "csrf_token": csrf_from(response.text), "choice": "later"})
             continue
+        if location is None and "/connexion/code" in response.url:
+            assert mailbox is not None, "the login asked for the security code"
+            response = browser.post(response.url, allow_redirects=False, data={
+                "csrf_token": csrf_from(response.text), "code": mailbox.code()})
+            continue
         if location is None:
             assert "/connexion" in response.url, response.text[:500]
             response = browser.post(response.url, allow_redirects=False, data={
-                "csrf_token": csrf_from(response.text), "nir": NIR, "password": PASSWORD})
+                "csrf_token": csrf_from(response.text), "nir": nir, "password": password})
             continue
         target = urljoin(response.url, location)
         if target.startswith(CALLBACK):
@@ -96,7 +108,7 @@ def test_strict_rp_mobile_app_full_cycle(app: Any, live: str) -> None:
     person = make_person(app)
     client = make_rp(app, "mobile", redirect_uris=[CALLBACK], post_logout_redirect_uris=[GOODBYE])
     common = {"client_id": client.client_id, "auth": "none", "redirect_uri": CALLBACK}
-    started = rp(step="start", scope="openid profile email birth", **common)
+    started = rp(step="start", scope="openid profile email birth offline_access inconnu", **common)
     browser = requests.Session()
     callback = walk_login(browser, started["url"])
     assert parse_qs(urlsplit(callback).query)["iss"] == [ISSUER]
@@ -107,7 +119,8 @@ def test_strict_rp_mobile_app_full_cycle(app: Any, live: str) -> None:
     assert claims["amr"] == ["pwd"] and claims["acr"] == "eidas1"
     assert claims["sub"] != person.account_id and NIR not in json.dumps(result)
     assert result["userinfo"]["family_name"] == "DUPONT" and result["userinfo"]["birthcountry"] == "99100"
-    assert result["refreshed_sub"] == claims["sub"] and result["rotated"] is True
+    assert result["scope"].split() == ["openid", "profile", "email", "birth", "offline_access"], "unknown: ignored"
+    assert result["refreshed_sub"] == claims["sub"] and result["rotated"] is True, "offline_access: refresh token"
     assert result["after_revocation"] == "invalid_grant"
     logout = browser.get(result["end_session_url"], allow_redirects=False)
     assert logout.status_code == 302 and logout.headers["Location"] == f"{GOODBYE}?state=fin-de-session"
