@@ -24,7 +24,7 @@ from joserfc.jwk import RSAKey
 
 from tests.oidc import test_e2e_openid_client as e2e
 from tests.oidc.conftest import PASSWORD
-from tests.oidc.test_e2e_openid_client import CALLBACK, GOODBYE, ISSUER, ROOT, app_config, clock, live, walk_login  # noqa: F401 - the live server's fixtures
+from tests.oidc.test_e2e_openid_client import CALLBACK, GOODBYE, ISSUER, ROOT, clock, live, walk_login  # noqa: F401 - live server fixtures
 
 pytestmark = [*e2e.pytestmark, pytest.mark.usefixtures("live")]
 
@@ -37,6 +37,13 @@ PEOPLE = {"born-in-corsica": "190072A00401746", "born-abroad": "278019935000783"
 UNKNOWN_DAY = {"nir": "275069935212337", "given_name": "Yasmina Nour", "family_name": "HADDAD",
                "birthdate": "1975-06-00", "gender": "female", "birthplace": "", "birthcountry": "99352",
                "vitale_card_serial": "8250078901", "iban": "FR7630006000011234567890189"}
+
+
+@pytest.fixture
+def app_config() -> dict[str, Any]:
+    """The live server's issuer, and the trust framework FC+ needs: password + e-mail code counts as eidas2
+    (``IDP_ACR_EMAIL_CODE``; eidas1 by default, see the README's assurance rules)."""
+    return {"issuer": ISSUER, "acr_email_code": "eidas2"}
 
 
 def fc(**command: Any) -> dict[str, Any]:
