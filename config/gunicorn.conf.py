@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import sys
+import tempfile
 
 bind = os.environ.get("IDP_BIND", "0.0.0.0:8000")
 workers = int(os.environ.get("IDP_WORKERS", multiprocessing.cpu_count() * 2 + 1))
@@ -29,6 +31,13 @@ limit_request_line = 8190
 limit_request_field_size = 8190
 
 
+# Prometheus multiprocess mode: every worker writes its metrics under this directory, /metrics (or the
+# master's metrics_bind server) adds them up. Set before any worker imports prometheus_client; emptied at
+# each start so that a previous run's dead workers do not count.
+_METRICS_DIR = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", os.path.join(tempfile.gettempdir(),
+                                                                            f"idp-metrics-{os.getpid()}"))
+
+
 def on_starting(server: object) -> None:
     """Validate the settings once in the master: a bad value stops the start with one clear line."""
     from idp.errors import SettingsError
@@ -39,3 +48,23 @@ def on_starting(server: object) -> None:
     except SettingsError as exc:
         print(f"Configuration error: {exc.setting}: {exc.message}", file=sys.stderr)
         sys.exit(2)
+    shutil.rmtree(_METRICS_DIR, ignore_errors=True)
+    os.makedirs(_METRICS_DIR, exist_ok=True)
+
+
+def when_ready(server: object) -> None:
+    """Serve every worker's metrics on ``metrics_bind`` from the master, when configured."""
+    from idp.settings import load_settings
+
+    bind = load_settings().metrics_bind
+    if bind:
+        from idp.metrics import serve_on
+
+        serve_on(bind)
+
+
+def child_exit(server: object, worker: object) -> None:
+    """A worker that exits leaves its counters in the total; its live gauges are dropped."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]

@@ -116,6 +116,7 @@ def _sqlite_pragmas(engine: Any) -> None:
 def _init_extensions(app: Flask, settings: Settings) -> None:
     from werkzeug.middleware.proxy_fix import ProxyFix
 
+    from idp import metrics
     from idp.errors import register_error_handlers
     from idp.extensions import csrf, mail
     from idp.security_headers import init_security_headers
@@ -123,6 +124,7 @@ def _init_extensions(app: Flask, settings: Settings) -> None:
     mail.init_app(app)
     csrf.init_app(app)
     register_error_handlers(app)
+    metrics.init_app(app)
     init_security_headers(app, settings)
     if settings.proxy_hops:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops,  # type: ignore[method-assign]

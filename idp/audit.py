@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import JSON, DateTime, Integer, String, event
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from idp import metrics
 from idp.extensions import Base, clock, db
 
 if TYPE_CHECKING:
@@ -61,6 +62,7 @@ def record(event: str, *, account_id: str | None = None, client_id: str | None =
         data=data,
     )
     db.session.add(entry)
+    metrics.audited(event, data)
     if commit:
         db.session.commit()
     return entry

@@ -80,6 +80,14 @@ class Settings:
     log_level: str = _doc("Python logging level name.", default="INFO")
     proxy_hops: int = _doc("Number of trusted reverse proxies in front (X-Forwarded-For/Proto hops).", default=0)
 
+    metrics_token: str = _doc(
+        "Bearer token (32+ random characters) that a Prometheus scraper presents to read /metrics on the "
+        "application; empty: /metrics is open in development and absent in production.", default="")
+    metrics_bind: str = _doc(
+        "host:port where the gunicorn master serves the metrics of every worker (a private address: no "
+        "token asked); /metrics on the application then needs metrics_token. Empty: not served there.",
+        default="")
+
     # --- mail and SMS -----------------------------------------------------------------------
     smtp_host: str = _doc("SMTP relay host.", default="127.0.0.1")
     smtp_port: int = _doc("SMTP relay port.", default=8025)
@@ -355,6 +363,8 @@ def _validate_production(s: Settings) -> None:
         raise SettingsError("IDP_STAFF_OIDC_METADATA_URL", "must be an https:// URL in production")
     if s.staff_oidc_metadata_url and not (s.staff_oidc_client_id and s.staff_oidc_client_secret):
         raise SettingsError("IDP_STAFF_OIDC_CLIENT_SECRET", "client id and secret are required with a staff provider")
+    if s.metrics_token and len(s.metrics_token) < 32:
+        raise SettingsError("IDP_METRICS_TOKEN", "must be at least 32 random characters in production")
     if s.sms_backend == "dev":
         raise SettingsError("IDP_SMS_BACKEND", "the dev backend only shows SMS on a development page")
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from idp import audit
+from idp import audit, metrics
 from idp.accounts import service as accounts
 from idp.clock import timestamp
 from idp.crypto import lookup_hmac
@@ -108,6 +108,7 @@ def _failure_subject(nir: Nir, account: Account | None) -> str:
     return account.id if account is not None else "unknown:" + lookup_hmac(nir.value, purpose="login-failure")
 
 
+@metrics.login_step("password")
 def identify(interaction: Interaction, nir_text: str, password: str, *, address: str | None) -> StepResult:
     """Step 0: check NIR + password, with lockout; on success the login starts from scratch for the account.
 
@@ -221,6 +222,7 @@ def request_code(interaction: Interaction, account: Account) -> StepResult:
     return StepResult(Outcome.OK, account=account, expires_at=sent.expires_at)
 
 
+@metrics.login_step("code")
 def check_code(interaction: Interaction, account: Account, code: str, *, address: str | None) -> StepResult:
     """Steps 3 and cases 2, 5, 6: check the code typed by the person.
 

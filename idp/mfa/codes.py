@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from idp import metrics
 from idp.clock import paris_display, timestamp
 from idp.crypto import constant_time_equal, lookup_hmac
 from idp.extensions import clock, redis_client, rkey, settings
@@ -103,6 +104,7 @@ def send_code(transaction_id: str, account: Account) -> SentCode:
         send_mail(account.email, SUBJECT, "security_code", code=code, minutes=s.email_code_ttl // 60,
                   expires=paris_display(expires_at))
         sent = True
+        metrics.code_sent()
     except MailNotSent:
         assert quota.ticket is not None
         limits.give_back_quota(QUOTA_NAME, account.id, quota.ticket)

@@ -9,6 +9,7 @@ from flask import current_app, render_template
 from flask_mail import Connection, Message
 from jinja2 import TemplateNotFound
 
+from idp import metrics
 from idp.errors import ServiceUnavailable
 from idp.extensions import settings
 
@@ -54,5 +55,6 @@ def send_mail(to: str, subject: str, template: str, **context: object) -> None:
             connection.send(message)
     except (TimeoutError, smtplib.SMTPException, OSError) as exc:
         log.warning("mail not sent", extra={"template": template, "error": type(exc).__name__})
+        metrics.mail_failed()
         raise MailNotSent(detail=type(exc).__name__) from exc
     log.info("mail sent", extra={"template": template})

@@ -19,6 +19,7 @@ from flask_wtf.csrf import CSRFError, validate_csrf
 from werkzeug.routing import BuildError
 from wtforms import ValidationError
 
+from idp import metrics
 from idp.errors import BadRequest, is_dependency_failure
 from idp.extensions import db, settings
 from idp.login import assurance, cookies
@@ -248,6 +249,7 @@ def jwks() -> ResponseReturnValue:
 
 
 @api_bp.post("/token")
+@metrics.token_grant
 def token() -> ResponseReturnValue:
     """RFC 6749 §3.2: code and refresh_token grants.
 

@@ -29,6 +29,7 @@ from typing import Any
 
 import requests
 
+from idp import metrics
 from idp.clock import timestamp
 from idp.extensions import clock, redis_client, rkey
 from idp.nir import Nir
@@ -136,6 +137,7 @@ class HttpRfiAdapter:
         """The identity for ``nir``; :class:`IdentityNotFound` on 404, :class:`RegistryUnavailable` otherwise."""
         if not self.breaker.allow():
             log.warning("rfi circuit open", extra={"outcome": "fail_fast"})
+            metrics.rfi_breaker_open()
             raise RegistryUnavailable(detail="rfi circuit open")
         try:
             identity = self._fetch_with_retries(nir)
@@ -160,6 +162,7 @@ class HttpRfiAdapter:
                 last = str(exc)
         raise RegistryUnavailable(detail=f"rfi failed after {self.retries + 1} attempts: {last}")
 
+    @metrics.rfi_request
     def _fetch_once(self, nir: Nir) -> Identity:
         try:
             response = self.session.get(f"{self.base_url}/individus/{nir.value}", timeout=self.timeout)
