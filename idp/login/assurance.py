@@ -308,6 +308,11 @@ def acr_too_low(req: Requirement, achieved: str | None) -> bool:
     return req.binding and acr_rank(achieved) < acr_rank(req.acr)
 
 
+def a_new_login_may_raise(req: Requirement, achieved: str | None) -> bool:
+    """True when ``achieved`` (a session's acr) is below the requested acr and a login here can reach it."""
+    return req.acr is not None and reachable(req.acr) and acr_rank(achieved) < acr_rank(req.acr)
+
+
 def may_activate_two_factor_credential(proof: Proof) -> bool:
     """Whether a credential activated now may stand in for two factors: this login itself proved two
     factors, or the password on a trusted browser (the seed's stand-in for the code)."""

@@ -182,8 +182,7 @@ def login_reasons(params: dict[str, str], session: BrowserSession | None, client
     if session is not None and max_age is not None and (
             max_age == 0 or timestamp(clock().now()) - session.auth_time > max_age):
         reasons.append("max_age")
-    if session is not None and requirement.acr and assurance.reachable(requirement.acr) and \
-            assurance.acr_rank(session.acr) < assurance.acr_rank(requirement.acr):
+    if session is not None and assurance.a_new_login_may_raise(requirement, session.acr):
         reasons.append("acr_values")
     if session is not None and not assurance.second_factor_satisfied(requirement, session.proof):
         # A mobile (password only, or biometrics in place of the password) or federation-without-code login

@@ -330,3 +330,41 @@ def test_attack4_a_credential_activated_after_an_app_password_login_signs_in_at_
     # SSO from that session to FranceConnect: not without the password and the code.
     sso = later.get("/authorize", query_string=flow(federation, acr_values="eidas2").params)
     assert sso.status_code == 303 and sso.headers["Location"].endswith("/connexion")
+
+
+def test_attack3_an_advisor_reset_ends_the_login_in_flight(app: Any, client: Any, mailbox: Any) -> None:
+    from idp.accounts import service
+
+    person = make_person(app)
+    start(client, flow(make_rp(app, "web")))
+    identify(client)
+    code, token = mailbox.code(), csrf_from(client.get("/connexion/code").data)
+    with app.test_request_context():
+        service.reset_account(service.get_account(person.account_id))
+    answer = client.post("/connexion/code", data={"csrf_token": token, "code": code})
+    assert answer.status_code == 303 and answer.headers["Location"] == "/connexion"
+    assert resume(client).headers["Location"].endswith("/connexion")
+
+
+@pytest.mark.parametrize("app_config", [{}])  # the default mapping: nothing here reaches eidas2
+def test_an_essential_acr_no_login_here_reaches_is_refused_to_any_client_at_once(app: Any, client: Any) -> None:
+    import json
+
+    rp = make_rp(app, "web")
+    f = flow(rp, claims=json.dumps({"id_token": {"acr": {"essential": True, "values": ["eidas2"]}}}))
+    answer = query_of(client.get("/authorize", query_string=f.params))
+    assert answer["error"] == "unmet_authentication_requirements" and answer["state"] == f.params["state"]
+    assert answer["iss"] == "http://localhost"
+
+
+def test_an_essential_acr_is_never_answered_lower(app: Any, client: Any, mailbox: Any) -> None:
+    import json
+
+    person = make_person(app)
+    rp = make_rp(app, "web")
+    start(client, flow(rp))
+    finish_login(app, client, person, amr=("pwd",), trusted_browser=True)  # a one-factor session (eidas1)
+    f = flow(rp, claims=json.dumps({"id_token": {"acr": {"essential": True, "values": ["eidas2"]}}}))
+    start(client, f)  # the session is not enough: a new login
+    answer = query_of(finish_login(app, client, person, amr=("pwd",), trusted_browser=True))
+    assert answer["error"] == "unmet_authentication_requirements" and "code" not in answer
