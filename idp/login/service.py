@@ -134,19 +134,19 @@ def identify(interaction: Interaction, nir_text: str, password: str, *, address:
         accounts.check_password(None, password)
         return StepResult(Outcome.LOCKED, until=attempt.until)
     account = accounts.check_password(known, password)
-    registry = ask_registry(nir)  # for every checked guess: an unknown NIR costs the same time
     if account is None:  # wrong password, unknown NIR or disabled account: the reservation is the failure
+        ask_registry(nir)  # as for a right password: an unknown NIR or a wrong one costs the same time
         audit.record("login_password_failed", account_id=known.id if known else None, client_id=interaction.client_id,
                      locked=attempt.until is not None)
         if attempt.until is not None:
             return StepResult(Outcome.LOCKED, until=attempt.until)
         return StepResult(Outcome.WRONG)
-    slot.give_back()
-    if registry is not Registry.FOUND:
-        # Not the person's failure: the guess was right. Nothing is counted, the reservation is given back.
-        limits.release_attempt("pwd", account.id, attempt)
-        return registry_refusal(interaction, account, registry)
+    # The guess was right: whatever the registry says next is not the person's failure (nothing counted).
     limits.reset_failures("pwd", account.id)
+    slot.give_back()
+    registry = ask_registry(nir)
+    if registry is not Registry.FOUND:
+        return registry_refusal(interaction, account, registry)
     start_for(interaction, account, assurance.password_factor(timestamp(clock().now())))
     audit.record_in_request("login_password_ok", account_id=account.id, client_id=interaction.client_id)
     return StepResult(Outcome.OK, account=account)
@@ -187,8 +187,7 @@ def start_for(interaction: Interaction, account: Account, first: assurance.Facto
     Nothing proved on this interaction before (another account's code or biometrics, its code sent, trusted
     browser, offer flags) may count; the account's lifecycle epoch and its address validated *before* this
     login (the only one a security code may prove) are recorded now."""
-    if interaction.account_id is not None or interaction.proof.factors:
-        codes.discard(interaction.id)
+    codes.discard(interaction.id)  # a code sent earlier on this interaction (another account, an older epoch)
     interaction.restart(account.id, epoch=interactions.epoch(account.id, touch=True))
     interaction.email_known = account.email if account.email_validated and account.email else None
     interaction.proof.add(first)

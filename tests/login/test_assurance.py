@@ -119,3 +119,12 @@ def test_proof_round_trips_and_refuses_malformed_records(ctx: Any) -> None:
         Proof.from_list([{"method": "password"}])
     with pytest.raises(ValueError):
         Proof.from_list([{"method": "telepathy", "at": 1}])
+
+
+def test_the_mapping_refuses_an_unknown_level() -> None:
+    from idp.errors import SettingsError
+    from idp.settings import load_settings
+
+    with pytest.raises(SettingsError) as info:
+        load_settings(environ={"IDP_ACR_EMAIL_CODE": "eidas9"})
+    assert "IDP_ACR_EMAIL_CODE" in str(info.value)
