@@ -78,11 +78,47 @@ def _configure_flask(app: Flask, s: Settings) -> None:
     )
 
 
+# A pooled connection unused for this long is pinged before it is handed out (see _ping_when_idle).
+POOL_PING_AFTER_IDLE_SECONDS = 10.0
+
+
 def _engine_options(url: str) -> dict[str, Any]:
     if url.startswith("sqlite"):
         return {"connect_args": {"timeout": 15}}
-    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 10, "pool_timeout": 5,
-            "connect_args": {"connect_timeout": 3}}
+    return {"pool_size": 10, "max_overflow": 10, "pool_timeout": 5, "connect_args": {"connect_timeout": 3}}
+
+
+def _ping_when_idle(engine: Any) -> None:
+    """Ping a pooled connection only when it sat idle for :data:`POOL_PING_AFTER_IDLE_SECONDS`.
+
+    ``pool_pre_ping`` costs one more round trip (an autocommit ``SELECT 1``, a transaction of its own
+    on the server) on every request. A connection in steady use was proven alive a moment ago; one that
+    sat idle may have been closed by the server, a proxy or a failover, and is checked. A connection
+    that dies while in use is still caught: the request fails closed with the 503 page or JSON
+    (:mod:`idp.errors`), and SQLAlchemy then invalidates the whole pool, so the next requests reconnect."""
+    import time
+
+    from sqlalchemy import event, exc
+
+    @event.listens_for(engine, "connect")
+    def _connected(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idp.used_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+        if record is not None:
+            record.info["idp.used_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if time.monotonic() - record.info.get("idp.used_at", 0.0) < POOL_PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+            dbapi_connection.rollback()
+        except Exception as error:  # any failure: the pool drops this connection and opens another
+            raise exc.DisconnectionError() from error
 
 
 def _init_storage(app: Flask, settings: Settings, redis_client: Any) -> None:
@@ -96,9 +132,11 @@ def _init_storage(app: Flask, settings: Settings, redis_client: Any) -> None:
                      render_as_batch=True, compare_type=True)
     app.extensions["idp.redis"] = redis_client if redis_client is not None else make_redis(settings.redis_url,
                                                                                               settings)
-    if settings.database_url.startswith("sqlite"):
-        with app.app_context():
+    with app.app_context():
+        if settings.database_url.startswith("sqlite"):
             _sqlite_pragmas(db.engine)
+        else:
+            _ping_when_idle(db.engine)
 
 
 def _sqlite_pragmas(engine: Any) -> None:
