@@ -16,22 +16,27 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
 
 
+_ALWAYS = (("Content-Security-Policy", CSP), ("X-Frame-Options", "DENY"), ("X-Content-Type-Options", "nosniff"),
+           ("Referrer-Policy", "no-referrer"), ("Cross-Origin-Opener-Policy", "same-origin"),
+           ("Permissions-Policy", "camera=(), microphone=(), geolocation=(), publickey-credentials-get=(self), "
+                                  "publickey-credentials-create=(self)"))
+_HSTS = ("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+
+
 def init_security_headers(app: Flask, settings: Settings) -> None:
-    """Install the after-request hook that sets CSP, framing, referrer and transport headers."""
+    """Install the after-request hook that sets CSP, framing, referrer and transport headers.
+
+    The list is made once; each response is scanned once for the names it already set (a view may
+    set its own CSP or Cache-Control), instead of one scan per header."""
+    fixed = (*_ALWAYS, _HSTS) if settings.secure_cookies else _ALWAYS
 
     @app.after_request
     def _headers(response: Response) -> Response:
         headers = response.headers
-        headers.setdefault("Content-Security-Policy", CSP)
-        headers.setdefault("X-Frame-Options", "DENY")
-        headers.setdefault("X-Content-Type-Options", "nosniff")
-        headers.setdefault("Referrer-Policy", "no-referrer")
-        headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-        headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=(), "
-                                                 "publickey-credentials-get=(self), "
-                                                 "publickey-credentials-create=(self)")
-        if response.mimetype == "text/html":
-            headers.setdefault("Cache-Control", "no-store")
-        if settings.secure_cookies:
-            headers.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+        present = {name.lower() for name, _value in headers.items()}
+        missing = [(name, value) for name, value in fixed if name.lower() not in present]
+        if response.mimetype == "text/html" and "cache-control" not in present:
+            missing.append(("Cache-Control", "no-store"))
+        if missing:
+            headers.extend(missing)
         return response

@@ -3,7 +3,10 @@ Back-Channel Logout §2.1)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
+
+from flask import current_app
 
 from idp.extensions import settings
 from idp.login.assurance import reachable_acr_values
@@ -56,3 +59,13 @@ def metadata() -> dict[str, Any]:
         "backchannel_logout_session_supported": True,
         "frontchannel_logout_supported": False,
     }
+
+
+def metadata_bytes() -> bytes:
+    """:func:`metadata` serialised once per application (it depends on the settings and the code
+    only), then served from memory."""
+    found = current_app.extensions.get("idp.discovery_bytes")
+    if found is None:
+        found = json.dumps(metadata(), separators=(",", ":"), ensure_ascii=False).encode()
+        current_app.extensions["idp.discovery_bytes"] = found
+    return bytes(found)

@@ -176,6 +176,24 @@ def public_jwks() -> dict[str, Any]:
     return {"keys": [dict(r.public_jwk) for r in _rows() if _published(r, now)]}
 
 
+_JWKS_BYTES: dict[tuple[str, ...], bytes] = {}
+
+
+def public_jwks_bytes() -> bytes:
+    """:func:`public_jwks` serialised, from memory: the bytes are made once per set of published kids
+    (a key's public part never changes), so a rotation or a retirement gives new bytes at once."""
+    now = clock().now()
+    published = [r for r in _rows() if _published(r, now)]
+    kids = tuple(r.kid for r in published)
+    found = _JWKS_BYTES.get(kids)
+    if found is None:
+        found = json.dumps({"keys": [dict(r.public_jwk) for r in published]}, separators=(",", ":")).encode()
+        if len(_JWKS_BYTES) > 16:  # a handful of sets over a process's life; never grows without bound
+            _JWKS_BYTES.clear()
+        _JWKS_BYTES[kids] = found
+    return found
+
+
 def public_keyset() -> KeySet:
     """The published keys as a joserfc KeySet (to verify our own tokens: id_token_hint, logout).
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import AccessDeniedError
-from flask import Blueprint, g, jsonify, make_response, redirect, render_template, request, url_for
+from flask import Blueprint, Response, g, jsonify, make_response, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError, validate_csrf
 from werkzeug.routing import BuildError
@@ -235,17 +235,18 @@ def _refuse_malformed_authorization() -> ResponseReturnValue | None:
 @api_bp.get("/.well-known/openid-configuration")
 def openid_configuration() -> ResponseReturnValue:
     """OIDC Discovery 1.0 §3 metadata."""
-    response = jsonify(discovery.metadata())
-    response.headers["Cache-Control"] = "public, max-age=300"
-    return response
+    return _public_json(discovery.metadata_bytes())
 
 
 @api_bp.get("/jwks")
 def jwks() -> ResponseReturnValue:
     """The published signing keys (next, current, recently retired)."""
-    response = jsonify(keys.public_jwks())
-    response.headers["Cache-Control"] = "public, max-age=300"
-    return response
+    return _public_json(keys.public_jwks_bytes())
+
+
+def _public_json(body: bytes) -> Response:
+    """A cacheable public JSON document whose bytes were made once (discovery, JWKS)."""
+    return Response(body, mimetype="application/json", headers={"Cache-Control": "public, max-age=300"})
 
 
 @api_bp.post("/token")
