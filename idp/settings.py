@@ -78,6 +78,9 @@ class Settings:
     redis_prefix: str = _doc("Prefix of every Redis key (lets several deployments or test runs share a server).",
                              default="idp:")
     log_level: str = _doc("Python logging level name.", default="INFO")
+    dev_allow_remote_issuer: bool = _doc(
+        "Development refuses an issuer that is not loopback (its mailbox page shows codes and SMS to anyone "
+        "who reaches it) unless this is set, for a development machine on a private network.", default=False)
     proxy_hops: int = _doc("Number of trusted reverse proxies in front (X-Forwarded-For/Proto hops).", default=0)
 
     metrics_token: str = _doc(
@@ -91,7 +94,11 @@ class Settings:
     # --- mail and SMS -----------------------------------------------------------------------
     smtp_host: str = _doc("SMTP relay host.", default="127.0.0.1")
     smtp_port: int = _doc("SMTP relay port.", default=8025)
-    smtp_use_tls: bool = _doc("STARTTLS to the relay.", default=False)
+    smtp_use_tls: bool = _doc("STARTTLS to the relay (required in production, see smtp_allow_plaintext).",
+                              default=False)
+    smtp_allow_plaintext: bool = _doc(
+        "Production accepts a relay without TLS only with this set: a relay on the same host or pod (the "
+        "messages carry security codes and reset links).", default=False)
     smtp_username: str = _doc("SMTP login (empty: none).", default="")
     smtp_password: str = _doc("SMTP password.", default="")
     smtp_timeout: float = _doc("Seconds before an SMTP connection or command is given up.", default=10.0)
@@ -340,12 +347,40 @@ def validate(s: Settings) -> None:
     if "{" in s.redis_prefix or "}" in s.redis_prefix:
         raise SettingsError("IDP_REDIS_PREFIX", "must not contain { or } (they are Redis Cluster hash tags)")
     host = urlsplit(s.issuer).hostname or ""
-    if not s.is_production and s.issuer.startswith("https://") and host not in _LOCAL_HOSTS:
+    if not s.is_production and not _is_loopback(host) and not s.dev_allow_remote_issuer:
         # A forgotten IDP_ENV must not expose the development mailbox, demo RP and clock file on a real host.
-        raise SettingsError("IDP_ENV", f"is development but the issuer {s.issuer} is a public https URL; "
-                                       "set IDP_ENV=production (or use a localhost issuer for development)")
+        raise SettingsError("IDP_ENV", f"is development but the issuer {s.issuer} is not a loopback address; "
+                                       "set IDP_ENV=production (or IDP_DEV_ALLOW_REMOTE_ISSUER=true on a "
+                                       "private development network)")
     if s.is_production:
         _validate_production(s)
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host in _LOCAL_HOSTS or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _validate_transport(s: Settings) -> None:
+    """Production: every outbound channel that carries personal data or codes is encrypted."""
+    if s.rfi_backend == "http" and not s.rfi_url.startswith("https://"):
+        raise SettingsError("IDP_RFI_URL", "must be an https:// URL in production (the registry answers identities)")
+    if s.sms_backend == "http" and not s.sms_url.startswith("https://"):
+        raise SettingsError("IDP_SMS_URL", "must be an https:// URL in production (SMS carry codes)")
+    if not s.smtp_use_tls and not s.smtp_allow_plaintext:
+        raise SettingsError("IDP_SMTP_USE_TLS", "must be true in production (e-mails carry codes and reset "
+                                                "links); IDP_SMTP_ALLOW_PLAINTEXT=true for a relay on the same host")
+    host = (urlsplit(s.issuer).hostname or "").lower()
+    rp_id = s.rp_id.lower()
+    if rp_id != host and not host.endswith("." + rp_id):
+        raise SettingsError("IDP_WEBAUTHN_RP_ID", f"{s.rp_id!r} is neither the issuer's host {host!r} nor a parent "
+                                                  "domain of it (browsers would refuse every ceremony)")
 
 
 def _validate_production(s: Settings) -> None:
@@ -367,4 +402,5 @@ def _validate_production(s: Settings) -> None:
         raise SettingsError("IDP_METRICS_TOKEN", "must be at least 32 random characters in production")
     if s.sms_backend == "dev":
         raise SettingsError("IDP_SMS_BACKEND", "the dev backend only shows SMS on a development page")
+    _validate_transport(s)
 

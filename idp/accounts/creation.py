@@ -118,7 +118,7 @@ def _start(kind: str, identity: Identity) -> Flow:
 # --- identity checks ----------------------------------------------------------------------------
 def _count_attempt(address: str, nir: Nir) -> None:
     s = settings()
-    by_address = limits.hit_rate("account-creation", address or "-", window=s.account_creation_window)
+    by_address = limits.hit_rate("account-creation", limits.client_network(address), window=s.account_creation_window)
     by_nir = limits.hit_rate("account-creation-nir", service.nir_hmac(nir), window=s.account_creation_window)
     if max(by_address, by_nir) > s.account_creation_attempts:
         audit.record("account.creation.check", outcome="limit")

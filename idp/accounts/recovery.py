@@ -53,7 +53,8 @@ def throttle_address(address: str) -> None:
     """Limit reset requests per client address (same budget as failed logins) so that one address
     cannot probe many NIRs or flood mailboxes; raises TooManyRequests (429, French page)."""
     s = settings()
-    if limits.hit_rate("pwreset-address", address, window=s.address_failure_window) > s.address_failure_limit:
+    used = limits.hit_rate("pwreset-address", limits.client_network(address), window=s.address_failure_window)
+    if used > s.address_failure_limit:
         raise TooManyRequests(detail="password reset address limit")
 
 

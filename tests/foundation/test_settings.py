@@ -19,6 +19,7 @@ SECURE = {
     "IDP_REDIS_URL": "redis://cache:6379/0",
     "IDP_SMS_BACKEND": "http",
     "IDP_SMS_URL": "https://sms.example/send",
+    "IDP_SMTP_USE_TLS": "true",
 }
 
 
@@ -44,6 +45,10 @@ def test_a_secure_production_configuration_is_accepted():
     ("IDP_REDIS_URL", "memory://"),
     ("IDP_DATABASE_URL", "sqlite:///idp.sqlite3"),
     ("IDP_SMS_BACKEND", "dev"),
+    ("IDP_SMS_URL", "http://sms.example/send"),
+    ("IDP_SMTP_USE_TLS", "false"),
+    ("IDP_WEBAUTHN_RP_ID", "ameli.evil.example"),
+    ("IDP_WEBAUTHN_RP_ID", "meli.example"),  # a suffix of the host, but not a parent domain
 ])
 def test_production_refuses_each_insecure_value_naming_it(variable, value):
     environ = dict(SECURE)
@@ -136,3 +141,28 @@ def test_production_refusal_from_the_command_line_names_the_setting(tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "IDP_REDIS_URL" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_production_refuses_an_http_registry_and_accepts_the_hardened_exceptions():
+    with pytest.raises(SettingsError) as caught:
+        load_settings(environ={**SECURE, "IDP_RFI_BACKEND": "http", "IDP_RFI_URL": "http://rfi.internal/api"})
+    assert caught.value.setting == "IDP_RFI_URL"
+    relay = load_settings(environ={**SECURE, "IDP_SMTP_USE_TLS": "false", "IDP_SMTP_ALLOW_PLAINTEXT": "true"})
+    assert relay.smtp_allow_plaintext and not relay.smtp_use_tls
+    parent = load_settings(environ={**SECURE, "IDP_WEBAUTHN_RP_ID": "ameli.example"})
+    assert parent.rp_id == "ameli.example"
+
+
+@pytest.mark.parametrize("issuer", ["http://192.168.1.20:5000", "http://idp.lan:5000", "https://connexion.ameli.example"])
+def test_development_refuses_an_issuer_that_is_not_loopback_unless_explicitly_allowed(issuer):
+    with pytest.raises(SettingsError) as caught:
+        load_settings(environ={"IDP_ISSUER": issuer})
+    assert caught.value.setting == "IDP_ENV"
+    allowed = load_settings(environ={"IDP_ISSUER": issuer, "IDP_DEV_ALLOW_REMOTE_ISSUER": "true"})
+    assert allowed.env == "development"
+
+
+@pytest.mark.parametrize("issuer", ["http://localhost:5000", "http://127.0.0.2:8000", "http://[::1]:5000",
+                                    "http://idp.localhost"])
+def test_development_starts_on_a_loopback_issuer(issuer):
+    assert load_settings(environ={"IDP_ISSUER": issuer}).issuer == issuer
