@@ -140,8 +140,20 @@ def resume() -> ResponseReturnValue:
     return response
 
 
+@oidc_bp.post("/authorize/abandon")
+def abandon() -> ResponseReturnValue:
+    """"Revenir à FranceConnect" on the login page of a FranceConnect login: the person leaves this login
+    (to choose another identity provider); FranceConnect gets access_denied with its state and shows its
+    choice of providers again. CSRF-checked like every form of this blueprint."""
+    pending = cookies.current_interaction()
+    if pending is None:
+        raise InteractionExpired(detail="no interaction")
+    return _refused(pending)
+
+
 def _refused(pending: Interaction) -> ResponseReturnValue:
-    """"Refuser" on the consent page: end the interaction, access_denied to the RP (Core §3.1.2.6)."""
+    """"Refuser" on the consent page, or the login abandoned: end the interaction, access_denied to the RP
+    (Core §3.1.2.6)."""
     finished = interactions.consume(pending.id)
     if finished is None:
         raise InteractionExpired(detail="interaction consumed concurrently")

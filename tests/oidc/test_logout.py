@@ -9,7 +9,7 @@ import pytest
 from flask import Flask, request
 
 from tests.conftest import csrf_from, serve_in_thread
-from tests.oidc.conftest import POST_LOGOUT, decode_id_token, flow, login, make_rp, query_of, redeem
+from tests.oidc.conftest import POST_LOGOUT, decode_id_token, flow, login, make_rp, query_of, redeem, token_request
 
 
 def _logged_in(app: Any, client: Any, person: Any, rp: Any) -> str:
@@ -127,3 +127,44 @@ def test_logout_with_a_hint_of_an_earlier_session_of_the_same_person_still_logs_
     finish_login(app, client, person)  # a new session (new sid) for the same person
     response = client.get("/logout", query_string={"id_token_hint": old_hint, "post_logout_redirect_uri": POST_LOGOUT})
     assert response.status_code == 302 and not _has_session(client, web_rp)
+
+
+def _franceconnect_login(app: Any, client: Any, person: Any) -> tuple[Any, str]:
+    fc = make_rp(app, profile="franceconnect")
+    f = flow(fc, code_challenge=None, code_challenge_method=None, prompt="login", acr_values="eidas1")
+    code = login(app, client, person, f, amr=("pwd",))["code"]
+    tokens = token_request(client, fc, {"grant_type": "authorization_code", "code": code,
+                                        "redirect_uri": f.params["redirect_uri"]}).json
+    return fc, str(tokens["id_token"])
+
+
+def test_logout_as_franceconnect_calls_it_with_an_expired_hint(app: Any, client: Any, clock: Any,
+                                                                person: Any) -> None:
+    """FC's session lasts 30 minutes, our ID token 10: FC logs out with an expired hint, its state, its
+    post_logout_redirect_uri and client_id. The signature is still checked; the expiry is not (RP-Initiated
+    Logout §2: the OP accepts expired hints)."""
+    fc, hint = _franceconnect_login(app, client, person)
+    clock.advance(app.extensions["idp.settings"].id_token_ttl + 5 * 60)
+    assert _has_session(client, fc), "the IdP session outlives the ID token"
+    state = "a5" * 32
+    response = client.get("/logout", query_string={"id_token_hint": hint, "state": state, "client_id": fc.client_id,
+                                                   "post_logout_redirect_uri": POST_LOGOUT})
+    assert response.status_code == 302 and response.headers["Location"] == f"{POST_LOGOUT}?state={state}"
+    assert not _has_session(client, fc)
+
+
+def test_an_expired_hint_signed_by_another_key_or_for_another_client_is_refused(app: Any, client: Any, clock: Any,
+                                                                                 person: Any) -> None:
+    from joserfc import jwt
+    from joserfc.jwk import RSAKey
+
+    fc, hint = _franceconnect_login(app, client, person)
+    claims = decode_id_token(app, hint)
+    forged = jwt.encode({"alg": "RS256", "kid": "not-ours"}, claims, RSAKey.generate_key(2048))
+    clock.advance(3600)
+    other = make_rp(app, "web")
+    for query in ({"id_token_hint": forged, "client_id": fc.client_id},
+                  {"id_token_hint": hint, "client_id": other.client_id}):
+        response = client.get("/logout", query_string={**query, "state": "x", "post_logout_redirect_uri": POST_LOGOUT},
+                              headers={"Accept": "text/html"})
+        assert response.status_code == 400 and "Location" not in response.headers
