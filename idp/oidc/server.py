@@ -332,22 +332,35 @@ def _encryption_key(keyset: KeySet, alg: str) -> Any:
     raise InvalidRequestError(f"The client has no key to encrypt with {alg}.")
 
 
-def _fetch_jwks(uri: str) -> KeySet:
+def _download_jwks(uri: str) -> KeySet:
+    """The key set at ``uri``; a client whose jwks_uri does not answer 200 with a JWK Set within the limits
+    gets an RFC error (invalid_request), never a 500: its keys are its problem, not an outage here."""
     import json
 
     import requests
+    from joserfc.errors import JoseError
 
+    try:
+        with requests.get(uri, timeout=3, stream=True, allow_redirects=False) as response:
+            status = response.status_code
+            body = response.raw.read(JWKS_URI_MAX_BYTES + 1, decode_content=True)
+        if len(body) > JWKS_URI_MAX_BYTES:
+            raise InvalidRequestError("The client's jwks_uri document is too large.")
+        if status != 200:
+            raise ValueError(f"status {status}")
+        return KeySet.import_key_set(json.loads(body))
+    except (requests.RequestException, ValueError, TypeError, KeyError, JoseError) as exc:
+        log.warning("client jwks_uri unusable", extra={"error": type(exc).__name__})
+        raise InvalidRequestError("The client's jwks_uri could not be read.") from None
+
+
+def _fetch_jwks(uri: str) -> KeySet:
     now = time.monotonic()
     with _jwks_uri_lock:
         cached = _jwks_uri_cache.get(uri)
     if cached is not None and now - cached[0] < JWKS_URI_CACHE_SECONDS:
         return cached[1]
-    with requests.get(uri, timeout=3, stream=True, allow_redirects=False) as response:
-        response.raise_for_status()
-        body = response.raw.read(JWKS_URI_MAX_BYTES + 1, decode_content=True)
-    if len(body) > JWKS_URI_MAX_BYTES:
-        raise InvalidRequestError("The client's jwks_uri document is too large.")
-    keyset = KeySet.import_key_set(json.loads(body))
+    keyset = _download_jwks(uri)
     with _jwks_uri_lock:
         if len(_jwks_uri_cache) >= JWKS_URI_CACHE_SIZE and uri not in _jwks_uri_cache:
             oldest = min(_jwks_uri_cache, key=lambda k: _jwks_uri_cache[k][0])

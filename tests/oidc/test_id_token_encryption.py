@@ -87,3 +87,27 @@ def test_discovery_advertises_id_token_and_userinfo_encryption(client: Any) -> N
     for target in ("id_token", "userinfo"):
         assert meta[f"{target}_encryption_alg_values_supported"] == ["RSA-OAEP-256", "ECDH-ES"]
         assert "A256GCM" in meta[f"{target}_encryption_enc_values_supported"]
+
+
+@pytest.mark.parametrize("path", ["/error", "/redirect", "/garbage", "/not-a-key-set"])
+def test_an_unusable_jwks_uri_is_an_rfc_error_not_a_500(app: Any, client: Any, person: Any, monkeypatch: Any,
+                                                        path: str) -> None:
+    from flask import redirect
+
+    from idp.oidc import server
+
+    sink = Flask("broken-jwks")
+    sink.add_url_rule("/error", "error", lambda: ("down", 500))
+    sink.add_url_rule("/redirect", "redirect", lambda: redirect("https://evil.example/jwks"))
+    sink.add_url_rule("/garbage", "garbage", lambda: "{pas du json")
+    sink.add_url_rule("/not-a-key-set", "not_a_key_set", lambda: jsonify(keys=[{"kty": "RSA"}]))
+    served = serve_in_thread(sink)
+    monkeypatch.setattr(server, "_jwks_uri_cache", {})
+    try:
+        rp = make_rp(app, "federation", id_token_encrypted_response_alg="RSA-OAEP-256",
+                     id_token_encrypted_response_enc="A256GCM", jwks_uri=f"{served.url}{path}")
+        f = flow(rp)
+        response = redeem(client, rp, login(app, client, person, f)["code"], f)
+    finally:
+        served.stop()
+    assert response.status_code == 400 and response.json["error"] == "invalid_request"
