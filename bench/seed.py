@@ -1,4 +1,4 @@
-"""Seed the benchmark's database through the IdP's own services (accounts, clients, keys).
+"""Seed the benchmark's database through the IdP's own services (registry records, accounts, clients, keys).
 
 The accounts have a validated e-mail (so that every web login asks for the e-mail code) and have
 answered "Ne plus me rappeler" to the biometric offer, so that the journey measured is the
@@ -57,13 +57,22 @@ def seed(app: Any, count: int) -> Seeded:
         return Seeded(registered.client.client_id, registered.client_secret, users)
 
 
+def identity_for(index: int) -> dict[str, str]:
+    """The fictional registry (RFI) record of virtual user ``index``: a login checks the person is known."""
+    return {"nir": nir_for(index), "given_name": "Banc", "family_name": f"ESSAI {index}", "birthdate": "1985-01-15",
+            "gender": "male", "birthplace": "75056", "birthcountry": "99100", "vitale_card_serial": f"82{index:08d}",
+            "iban": "FR7630006000011234567890189"}
+
+
 def add_account(index: int) -> VirtualUser:
-    """One account (inside an app context) and its virtual user."""
+    """One account (inside an app context), its registry record and its virtual user."""
     from idp.accounts import service
     from idp.extensions import db
     from idp.nir import Nir
+    from idp.rfi_adapter.sql import import_records
 
     nir = nir_for(index)
+    import_records([identity_for(index)])
     email = f"banc{index}.{secrets.token_hex(3)}@bench.example"
     account = service.create_account(Nir.parse(nir), PASSWORD, email=email, email_validated=True)
     account.biometric_offer_optout = True
