@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from flask import current_app, has_app_context
+from flask import current_app, g, has_app_context, has_request_context
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session, object_session
 
@@ -89,11 +89,25 @@ def update_client(client_id: str, metadata: dict[str, Any]) -> Client:
 def get_client(client_id: str | None) -> Client | None:
     """The client with this id, or None (an unknown id is not cached: a new client is usable at once).
 
-    A fresh copy outside any session each time (plain values from the cache: no query within
+    A fresh copy outside any session for each request (plain values from the cache: no query within
     :data:`CLIENT_CACHE_SECONDS`, nothing expired or reloaded by a commit, no request sees another's
-    changes); read-only: change clients through the ORM (which refreshes this cache) or by SQL."""
+    changes), the same copy for the calls of one request (Authlib asks for the client several times per
+    grant); read-only: change clients through the ORM (which refreshes this cache) or by SQL."""
     if not client_id or len(client_id) > 64:
         return None
+    memo: dict[str, Client] | None = g.setdefault(_REQUEST_MEMO, {}) if has_request_context() else None
+    if memo is not None and client_id in memo:
+        return memo[client_id]
+    found = _fresh_copy(client_id)
+    if memo is not None and found is not None:
+        memo[client_id] = found
+    return found
+
+
+_REQUEST_MEMO = "idp_oidc_clients"  # flask.g: the clients this request already got
+
+
+def _fresh_copy(client_id: str) -> Client | None:
     cache = _client_cache()
     now = time.monotonic()
     hit = cache.get(client_id)
@@ -117,9 +131,11 @@ def _client_cache() -> dict[str, tuple[float, dict[str, Any]]]:
 
 
 def forget_cached_client(client_id: str) -> None:
-    """Drop a client from this worker's cache."""
+    """Drop a client from this worker's cache (and from this request's copies)."""
     with _cache_lock:
         _client_cache().pop(client_id, None)
+    if has_request_context():
+        g.get(_REQUEST_MEMO, {}).pop(client_id, None)
 
 
 _WRITTEN = "idp.oidc.clients.written"  # session.info key: client ids flushed in the current transaction
