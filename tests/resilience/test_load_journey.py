@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import csrf_from, remember_secret
+from tests.conftest import csrf_from, register_identity, remember_secret
 from tests.oidc.conftest import flow, make_rp
 from tests.resilience.harness import Gunicorn, idp_env
 from tests.resilience.journey import run_journey, wait_for_code
@@ -56,6 +56,7 @@ def stack(pg_app: Any, postgres_url: str, redis_prefix: str, mailbox: Any, clock
 
     with pg_app.app_context():
         for i in range(USERS + ATTACKERS):
+            register_identity(_nir(i))  # the registry is asked at every login
             service.create_account(Nir.parse(_nir(i)), PASSWORD, email=f"personne{i}@charge.test", email_validated=True)
     rp = make_rp(pg_app, "web")
     env = idp_env(postgres_url=postgres_url, redis_prefix=redis_prefix, mailbox=mailbox, clock=clock,
