@@ -44,7 +44,7 @@ class Node:
         self.process = subprocess.Popen(
             ["redis-server", *self.args, "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
              str(self.directory), "--protected-mode", "no", "--save", ""], stdout=log, stderr=log)
-        wait_until(lambda: _answers(self.port), timeout=10, what=f"redis-server on {self.port}")
+        wait_until(lambda: _answers(self.port), timeout=30, what=f"redis-server on {self.port}")
         return self
 
     def client(self) -> redis_lib.Redis:
@@ -92,7 +92,7 @@ class ClusterProcesses:
         def ready() -> bool:
             return all(n.client().cluster("INFO").get("cluster_state") == "ok" for n in self.nodes)
 
-        wait_until(ready, timeout=30, what="cluster_state:ok")
+        wait_until(ready, timeout=60, what="cluster_state:ok")
         return self
 
     def stop(self) -> None:
@@ -122,7 +122,7 @@ class SentinelSet:
         self.primary = Node(self.directory / "primary", data).start()
         self.replica = Node(self.directory / "replica", [*data, "--replicaof", "127.0.0.1",
                                                          str(self.primary.port)]).start()
-        wait_until(lambda: self._in_sync(), timeout=20, what="replica in sync")
+        wait_until(lambda: self._in_sync(), timeout=60, what="replica in sync")
         for i in range(3):
             folder = self.directory / f"sentinel{i}"
             folder.mkdir(parents=True, exist_ok=True)
@@ -132,7 +132,7 @@ class SentinelSet:
                             f"sentinel failover-timeout {MASTER} 5000\n"
                             f"sentinel parallel-syncs {MASTER} 1\n")
             self.sentinels.append(Node(folder, [str(conf), "--sentinel"]).start())
-        wait_until(lambda: all(self._sentinel_knows(s) for s in self.sentinels), timeout=20,
+        wait_until(lambda: all(self._sentinel_knows(s) for s in self.sentinels), timeout=60,
                    what="sentinels see the replica and each other")
         return self
 
