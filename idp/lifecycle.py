@@ -9,8 +9,8 @@ Every signal is sent with the account id as the sender. Subscribers today:
 - ``password_changed`` (``keep_session``: the browser session that made the change, kept): browser sessions,
   logins in flight, access and refresh tokens, WebAuthn credentials, trusted browsers, reset links;
 - ``account_reset`` (advisor reset; the account row is gone): the same, plus locks, quotas and pending codes;
-- ``email_changed`` (``previous``: the address validated before, or None; ``current``): the previous address
-  is told by e-mail.
+- ``email_changed`` (``previous``: the address validated before, or None; ``current``): reset links (they went
+  to the previous address) end, and the previous address is told by e-mail.
 
 Receivers must be module-level functions (blinker keeps weak references otherwise) and idempotent:
 ``create_app`` runs many times in one process, and blinker connects a function only once.

@@ -10,7 +10,8 @@ from idp import lifecycle
 
 def init_app(app: Flask) -> None:
     """Register the models (metadata), the French pages, the demo step and the area's lifecycle receivers
-    (reset links die with a password change or a reset; the previous address is told of an e-mail change)."""
+    (reset links die with a password change, a reset or an e-mail change; the previous address is told of an
+    e-mail change)."""
     # Imported for their side effects: the tables join the metadata, the demo step registers once.
     import idp.accounts.demo
     import idp.accounts.models  # noqa: F401
@@ -25,3 +26,4 @@ def init_app(app: Flask) -> None:
         event.connect(forget_links_on_event)
     lifecycle.account_reset.connect(forget_account_state)
     lifecycle.email_changed.connect(tell_previous_address)
+    lifecycle.email_changed.connect(forget_links_on_event)  # a link went to the previous address

@@ -161,7 +161,8 @@ def redeem(token: str, password: str) -> Account:
 
 
 def forget_links_on_event(account_id: str, **_: object) -> None:
-    """Lifecycle receiver (password changed, account reset): no older link may set a password again."""
+    """Lifecycle receiver (password changed, account reset, e-mail changed: the link went to the previous
+    address): no older link may set a password again."""
     forget_links(account_id)
 
 

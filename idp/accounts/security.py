@@ -62,9 +62,10 @@ class ReauthResult:
 
 
 # --- re-authentication ------------------------------------------------------------------------------
-def _transaction(session: BrowserSession) -> str:
-    """The code's transaction: this session's re-authentication (a login's code cannot be used here)."""
-    return f"reauth-{hash_token(session.id)[:32]}"
+def _transaction(session: BrowserSession, account: Account) -> str:
+    """The code's transaction: this session's re-authentication (a login's code cannot be used here) to the
+    account's address of now (a code sent to a previous address is worthless once the address changed)."""
+    return "reauth-" + hash_token(f"{session.id}|{account.email or ''}")[:32]
 
 
 def _fresh_key(session: BrowserSession) -> str:
@@ -79,7 +80,7 @@ def send_reauth_code(session: BrowserSession, account: Account) -> ReauthResult:
     if not account.email or not account.email_validated:
         return ReauthResult(outcome=Reauth.NO_EMAIL)
     try:
-        codes.send_code(_transaction(session), account)
+        codes.send_code(_transaction(session, account), account)
     except codes.CodeQuotaExceeded as exc:
         audit.record("code_quota_exceeded", account_id=account.id, purpose="reauth")
         return ReauthResult(outcome=Reauth.QUOTA, until=exc.until)
@@ -97,7 +98,7 @@ def check_reauth_code(session: BrowserSession, account: Account, code: str) -> R
     lock = limits.account_lock(account.id)
     if lock.locked:
         return ReauthResult(outcome=Reauth.LOCKED, until=lock.until)
-    tx = _transaction(session)
+    tx = _transaction(session, account)
     waiting = codes.waiting(tx, account.id)
     if waiting is not None:
         return ReauthResult(outcome=Reauth.EXPIRED if waiting is codes.CodeCheck.EXPIRED else Reauth.MISSING)

@@ -256,9 +256,12 @@ def _check_code(interaction: Interaction, account: Account, code: str) -> tuple[
     check = codes.verify_code(interaction.id, account.id, cleaned)
     if check is codes.CodeCheck.OK:
         limits.reset_failures("code", account.id)
+        # The address must still be the account's validated one: changed meanwhile (the owner moving away from
+        # a mailbox someone else reads), the code proves only that mailbox.
+        still = account.email_validated and account.email == interaction.email_known
         factor = assurance.email_code_factor(timestamp(clock().now()), sent_to=interaction.code_sent_to,
-                                             validated_before_login=interaction.email_known)
-        if factor is None:  # right code, but to an address not validated before this login: no factor
+                                             validated_before_login=interaction.email_known if still else None)
+        if factor is None:  # right code, but to an address not (or no longer) validated for this login: no factor
             interaction.email_known = None
         else:
             interaction.proof.add(factor)

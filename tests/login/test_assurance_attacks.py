@@ -368,3 +368,26 @@ def test_an_essential_acr_is_never_answered_lower(app: Any, client: Any, mailbox
     start(client, f)  # the session is not enough: a new login
     answer = query_of(finish_login(app, client, person, amr=("pwd",), trusted_browser=True))
     assert answer["error"] == "unmet_authentication_requirements" and "code" not in answer
+
+
+# --- an address changed while a login is in flight -------------------------------------------------
+def test_a_code_sent_to_the_previous_address_is_no_factor_once_the_address_changed(
+        app: Any, client: Any, mailbox: Any) -> None:
+    """The attacker has the password and the old mailbox; the owner moves to a new address meanwhile."""
+    from idp.accounts import service
+
+    person = make_person(app)
+    rp = make_rp(app, "web")
+    f = flow(rp)
+    start(client, f)
+    assert identify(client, trusted_browser="1").headers["Location"] == "/connexion/code"
+    old_code = mailbox.code("marie.dupont@example.org")
+    with app.test_request_context():
+        account = service.get_account(person.account_id)
+        service.start_email_verification(account, "marie.nouvelle@example.org")
+        assert service.confirm_email(account, "marie.nouvelle@example.org", mailbox.code("marie.nouvelle@example.org"))
+    done = type_code(client, old_code)
+    assert done.headers["Location"] == "/authorize/resume"  # single-factor, as for an address bound now
+    tokens = tokens_of(app, client, rp, f, resume(client).headers["Location"])
+    assert tokens["claims"]["acr"] == "eidas1" and tokens["claims"]["amr"] == ["pwd"]
+    assert client.get_cookie("idp_trusted") is None  # no trusted browser from the old mailbox

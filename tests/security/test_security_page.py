@@ -232,3 +232,50 @@ def test_last_events_show_sign_ins_with_method_and_service_in_paris_time(app: An
     assert "Mot de passe erroné - compte bloqué" in page
     assert "mot de passe + code de sécurité" in page and "Mes remboursements" in page
     assert "05/01/2026 - 14h30" in page
+
+
+# --- an e-mail change cuts off the previous address (its mailbox may be why the person changes it) -----------
+def change_email(app: Any, client: Any, mailbox: Any, new: str = NEW_EMAIL) -> None:
+    """Re-authenticate and move the account to ``new`` through the pages."""
+    reauthenticate(client, mailbox, suite="email")
+    form = client.get("/compte/securite/email")
+    sent = client.post("/compte/securite/email", data={"csrf_token": csrf_from(form.data), "email": new})
+    code_page = client.get(sent.location)
+    done = client.post(sent.location, data={"csrf_token": csrf_from(code_page.data), "code": mailbox.code(new)})
+    assert done.location.endswith("?fait=email"), text(done)
+
+
+def test_a_reset_link_sent_to_the_previous_address_dies_with_the_email_change(app: Any, person: Any,
+                                                                             mailbox: Any) -> None:
+    from idp.accounts import service
+    from idp.notify import outbox
+
+    # Whoever reads the old mailbox asked for a reset link; the person then moves to a new address.
+    stranger = app.test_client()
+    page = stranger.get("/mot-de-passe-oublie")
+    stranger.post("/mot-de-passe-oublie", data={"csrf_token": csrf_from(page.data), "nir": NIR})
+    outbox.drain()
+    link = re.search(r"http://localhost(/mot-de-passe/nouveau/[A-Za-z0-9_-]+)", mailbox.last(EMAIL)["body"])
+    assert link, mailbox.last(EMAIL)["body"]
+    client, _ = signed_in(app, person.account_id)
+    change_email(app, client, mailbox)
+    assert stranger.get(link.group(1)).status_code == 410
+    form = stranger.get("/mot-de-passe-oublie")
+    stranger.post(link.group(1), data={"csrf_token": csrf_from(form.data), "password": NEW_PASSWORD})
+    with app.app_context():
+        assert service.authenticate(NIR, NEW_PASSWORD) is None and service.authenticate(NIR, PASSWORD) is not None
+
+
+def test_a_reauthentication_code_sent_to_the_previous_address_is_worthless_after_the_change(
+        app: Any, person: Any, mailbox: Any) -> None:
+    # A stolen session cookie and the old mailbox: the code is asked, then the owner changes the address.
+    thief, _ = signed_in(app, person.account_id)
+    page = thief.get("/compte/securite/verification?suite=email")
+    thief.post("/compte/securite/verification/envoi", data={"csrf_token": csrf_from(page.data), "suite": "email"})
+    old_code = mailbox.code(EMAIL)
+    owner, _ = signed_in(app, person.account_id)
+    change_email(app, owner, mailbox)
+    answer = thief.post("/compte/securite/verification", data={"csrf_token": csrf_from(page.data), "suite": "email",
+                                                               "code": old_code})
+    assert answer.status_code == 200 and "Aucun code de sécurité n'est en attente" in text(answer)
+    assert thief.get("/compte/securite/email").location.endswith("/compte/securite/verification?suite=email")
