@@ -352,9 +352,9 @@ class IdpServer(_Server):
     """``gunicorn 'idp:create_app()' -c config/gunicorn.conf.py`` with IDP_WORKERS workers, on ``cores``."""
 
     def __init__(self, env: dict[str, str], port: int, workers: int, log_path: Path, *, cores: Cores,
-                 on: list[int]) -> None:
+                 on: list[int], application: str = "idp:create_app()", health: str = "/healthz") -> None:
         self.env, self.port, self.workers, self.log_path = env, port, workers, log_path
-        self.cores, self.on = cores, on
+        self.cores, self.on, self.application, self.health = cores, on, application, health
         self.url = f"http://127.0.0.1:{port}"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -364,10 +364,10 @@ class IdpServer(_Server):
         gunicorn = Path(sys.executable).parent / "gunicorn"
         with open(self.log_path, "ab") as log:
             # Our own venv's gunicorn with fixed arguments.
-            command = [str(gunicorn), "idp:create_app()", "-c", str(ROOT / "config/gunicorn.conf.py")]
+            command = [str(gunicorn), self.application, "-c", str(ROOT / "config/gunicorn.conf.py")]
             self.process = subprocess.Popen(self.cores.wrap(command, self.on), env=env, cwd=ROOT,  # noqa: S603
                                             stdout=log, stderr=log)
-        _wait_http(self.url + "/healthz", self.process, "gunicorn")
+        _wait_http(self.url + self.health, self.process, "gunicorn")
         # Every worker has booted (imported the app) before the clock starts.
         deadline = time.monotonic() + 30
         while len(_children(self.process.pid)) < self.workers and time.monotonic() < deadline:

@@ -14,7 +14,8 @@ from bench.flows import HASHING_STEP
 from bench.load import Result
 
 P95_TARGET_MS = 20.0
-RP_WORKLOADS = ("refresh grant", "authorize (SSO)", "code exchange", "userinfo", "jwks", "discovery")
+RP_WORKLOADS = ("refresh grant", "authorize (SSO)", "code exchange", "userinfo", "jwks", "discovery",
+                "fixed bytes (gunicorn floor)")
 CPU_BOUND = ("login (e-mail code)", "refresh grant", "code exchange")
 PEER = "oidc-provider"
 KEYCLOAK = "idp 1w kc-argon2"
@@ -91,6 +92,13 @@ def ratios(results: list[Result], facts: dict[str, Any]) -> dict[str, dict[str, 
         if mine and mine.completed:
             found[f"{name}_per_cpu"] = _ratio(f"{name}_per_cpu", mine.per_server_cpu_s, limit, True,
                                               f"{name} per server CPU-second, IdP 1 worker")
+    floor = _find(results, "gunicorn floor", "fixed bytes (gunicorn floor)")
+    if floor and floor.completed:
+        found["gunicorn_floor_per_cpu"] = {
+            "key": "gunicorn_floor_per_cpu", "value": round(floor.per_server_cpu_s, 1), "target": 5000.0,
+            "comparison": ">=", "met": floor.per_server_cpu_s >= 5000.0,
+            "what": "context: fixed bytes from gunicorn (the IdP's configuration, 1 worker) per server CPU-second, "
+                    "the ceiling of any endpoint"}
     idp = _idp_targets(results)
     if len(idp) >= 2:
         speedups, efficiency = {}, {}

@@ -163,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         _run_hash_rate(run, cores)
         if options.peer:
             _run_peer(run, services)
+        if options.peer and "jwks" in options.workloads:
+            _run_floor(run, services)
     markdown, data = report.build(run.results, run.facts, options_dict(options))
     (options.out / "report.json").write_text(json.dumps(data, indent=2, ensure_ascii=False))
     (options.out / "report.md").write_text(markdown)
@@ -456,6 +458,26 @@ def _run_peer(run: Run, services: Services) -> None:
                 go(name, partial(getattr(flows, name), target))
     finally:
         peer.stop()
+
+
+FLOOR_NAME = "fixed bytes (gunicorn floor)"
+
+
+def _run_floor(run: Run, services: Services) -> None:
+    """gunicorn with the IdP's configuration on a WSGI app that returns fixed bytes (bench/floor.py),
+    1 worker on the server's core: what any endpoint costs at least."""
+    port = infra.free_port()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("IDP_")}, "IDP_LOG_LEVEL": "warning",
+           "IDP_ENV": "development", "IDP_SECRET_KEY": secrets.token_urlsafe(32)}  # on_starting validates settings
+    server = infra.IdpServer(env, port, 1, run.options.out / "gunicorn.log", cores=services.cores,
+                             on=services.cores.server, application="bench.floor:app", health="/").start()
+    try:
+        target = Target("wsgi floor", server.url, "-", "-", jwks_path="/")
+        users = [VirtualUser(index=i) for i in range(run.options.users)]
+        print("gunicorn floor (fixed bytes), 1 worker:", flush=True)
+        _closed(run, "gunicorn floor", users, server.cpu_seconds, None, FLOOR_NAME, partial(flows.jwks, target))
+    finally:
+        server.stop()
 
 
 def flows_refresh_all(target: Target, users: list[VirtualUser]) -> None:
