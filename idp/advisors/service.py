@@ -25,7 +25,7 @@ from idp import audit
 from idp.accounts.passwords import check_password_rules, hash_password, verify_password
 from idp.advisors.models import ROLES, Advisor, AdvisorCredential
 from idp.clock import paris_display
-from idp.crypto import hash_token, new_token
+from idp.crypto import hash_token, lookup_hmac, new_token
 from idp.errors import BadRequest, IdpError
 from idp.extensions import clock, db, settings
 from idp.mfa import limits
@@ -165,14 +165,20 @@ def _lock_subject(advisor_id: str) -> str:
 
 def check_password(email: str, password: str) -> PasswordCheck:
     """The first factor. Same answer and cost for an unknown e-mail and a wrong password; 3 wrong passwords
-    lock the advisor (atomic reservation before the check, as for people)."""
+    lock the advisor (atomic reservation before the check, as for people), and three on an unknown e-mail
+    give the same "bloqué" answer (no staff e-mail enumeration)."""
     advisor = find_by_email(email) if email and len(email) <= 254 else None
     if advisor is None or advisor.disabled_at is not None or advisor.password_hash is None:
+        # An unknown e-mail locks like an advisor (counter on a keyed hash): "bloqué" must not tell which
+        # staff e-mails exist.
+        attempt = limits.reserve_attempt("pwd", "advisor-unknown:" + lookup_hmac(normalise_email(email or "")[:254],
+                                                                                purpose="advisor-login"))
         verify_password(None, password)
         audit.record("advisor.sign_in_failed", reason="unknown")
-        return PasswordCheck(advisor=None, message=WRONG)
+        return PasswordCheck(advisor=None, message=locked_message(attempt.until) if attempt.until else WRONG)
     attempt = limits.reserve_attempt("pwd", _lock_subject(advisor.id))
     if not attempt.allowed:
+        verify_password(None, password)  # the same cost as a checked guess
         audit.record("advisor.sign_in_failed", advisor=advisor.id, reason="locked")
         return PasswordCheck(advisor=None, message=locked_message(attempt.until))
     if not verify_password(advisor.password_hash, password):

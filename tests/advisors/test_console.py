@@ -364,3 +364,21 @@ def test_only_a_supervisor_lists_the_advisors_actions(registry: Any, advisor: An
     boss, _ = supervisor
     journal = text(boss.get("/conseiller/journal"))
     assert staff.email in journal and "Débloquer le compte" in journal and "motif de test" in journal
+
+
+def test_an_unknown_email_locks_like_an_advisor_so_the_lock_tells_no_staff_email(app: Any) -> None:
+    """Three tries on an e-mail: the same "bloqué" answer whether an advisor has it or not."""
+    client = app.test_client()
+    staff = enrol(app, client, "existe@am.fr")
+    answers: dict[str, list[str]] = {}
+    for email in (staff.email, "personne@am.fr"):
+        fresh = app.test_client()
+        for _ in range(4):
+            token = csrf_from(fresh.get("/conseiller/connexion").data)
+            answer = fresh.post("/conseiller/connexion", data={"csrf_token": token, "email": email,
+                                                               "password": "pas le bon mot de passe"})
+            answers.setdefault(email, []).append(
+                "bloqué jusqu'au" if "bloqué jusqu'au" in text(answer) else "erronées" if "erronées" in text(answer)
+                else text(answer))
+    assert answers[staff.email] == answers["personne@am.fr"] == ["erronées", "erronées", "bloqué jusqu'au",
+                                                                 "bloqué jusqu'au"]
