@@ -189,12 +189,25 @@ def login_reasons(params: dict[str, str], session: BrowserSession | None, client
         # must not give web clients SSO without the password and a second factor: the login policy asks for
         # them in a new interaction.
         reasons.append("second_factor")
+    if session is not None and not reasons and predates_password(session):
+        # The session was kept by a password change on "Sécurité de mon compte": a code from it would be
+        # refused at the token endpoint (its authentication predates the password), so a new login is asked.
+        reasons.append("password_changed")
     hinted = hint_subject(params, redirect_uri)
     if session is not None and hinted is not None and hinted != claims.subject(client, session.account_id):
         reasons.append("id_token_hint")
     if session is not None and "consent" in params.get("prompt", "").split():
         reasons.append("consent")  # alone: the session stays, only the consent page is shown (consent_only)
     return reasons
+
+
+def predates_password(session: BrowserSession) -> bool:
+    """True when the session's authentication is older than its account's password (or the account is gone)."""
+    from idp.accounts.service import get_account
+    from idp.oidc.tokens import predates_password as older
+
+    account = get_account(session.account_id)
+    return account is None or older(session.auth_time, account.password_changed_at)
 
 
 def consent_only(decision: Decision) -> bool:

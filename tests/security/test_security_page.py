@@ -279,3 +279,22 @@ def test_a_reauthentication_code_sent_to_the_previous_address_is_worthless_after
                                                                "code": old_code})
     assert answer.status_code == 200 and "Aucun code de sécurité n'est en attente" in text(answer)
     assert thief.get("/compte/securite/email").location.endswith("/compte/securite/verification?suite=email")
+
+
+def test_after_a_password_change_the_kept_session_asks_a_new_login_instead_of_a_code_the_token_endpoint_refuses(
+        app: Any, person: Any, mailbox: Any, clock: Any) -> None:
+    from tests.oidc.conftest import flow, make_rp, query_of
+
+    client, _ = signed_in(app, person.account_id)
+    rp = make_rp(app, "web")
+    clock.advance(seconds=5)
+    reauthenticate(client, mailbox, suite="mot-de-passe")
+    form = client.get("/compte/securite/mot-de-passe")
+    client.post("/compte/securite/mot-de-passe", data={"csrf_token": csrf_from(form.data),
+                                                       "password": NEW_PASSWORD, "confirm": NEW_PASSWORD})
+    f = flow(rp)
+    answer = client.get("/authorize", query_string=f.params)
+    # The session's authentication predates the password: a new login, not a code /token would refuse.
+    assert answer.status_code == 303 and answer.headers["Location"].endswith("/connexion"), answer.headers
+    quiet = client.get("/authorize", query_string=flow(rp, prompt="none").params)
+    assert query_of(quiet)["error"] == "login_required"
