@@ -69,6 +69,12 @@ def new_token(nbytes: int = 32) -> str:
     return secrets.token_urlsafe(nbytes)
 
 
+def new_identifier(nbytes: int = 16) -> str:
+    """A random public identifier (a client id): hexadecimal, so it never starts with ``-`` and is taken
+    for an option when an operator types ``idp clients show <id>``."""
+    return secrets.token_hex(nbytes)
+
+
 def constant_time_equal(a: str | bytes, b: str | bytes) -> bool:
     """Compare secrets without leaking where they differ."""
     a_bytes = a.encode() if isinstance(a, str) else a

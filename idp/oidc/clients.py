@@ -21,7 +21,7 @@ from flask import current_app, g, has_app_context, has_request_context
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session, object_session
 
-from idp.crypto import hash_token, new_token
+from idp.crypto import hash_token, new_identifier, new_token
 from idp.extensions import clock, db, settings
 from idp.oidc import registration
 from idp.oidc.models import Client
@@ -60,7 +60,7 @@ def create_client(*, name: str | None = None, kind: str | None = None, redirect_
     secret = new_token(32) if method in ("client_secret_basic", "client_secret_post") else None
     if client_id is not None and (not client_id or len(client_id) > 64):
         raise ClientRegistrationError("client_id must be 1 to 64 characters")
-    client = Client(client_id=client_id or new_token(16), client_secret_hash=hash_token(secret) if secret else None,
+    client = Client(client_id=client_id or new_identifier(), client_secret_hash=hash_token(secret) if secret else None,
                     created_at=clock().now(), **values)
     db.session.add(client)
     db.session.commit()

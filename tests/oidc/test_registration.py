@@ -5,6 +5,7 @@ on the wire (no PKCE for the confidential FC client, verified when sent)."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -47,6 +48,8 @@ def test_franceconnect_profile_registers_a_confidential_post_client_without_pkce
         data["scope"].split())
     assert data["id_token_signed_response_alg"] == "RS256" and data["userinfo_signed_response_alg"] == "RS256"
     assert data["id_token_encrypted_response_alg"] is None
+    # A generated client id is hexadecimal: never read as an option ("-F...") by `idp clients show <id>`.
+    assert re.fullmatch(r"[0-9a-f]{32}", data["client_id"])
     shown = json.loads(idp("clients", "show", data["client_id"], "--json").output)
     assert shown == {k: v for k, v in data.items() if k != "client_secret"} and shown["client_secret_set"] is True
     assert data["client_secret"] not in idp("clients", "show", data["client_id"], "--json").output

@@ -72,7 +72,10 @@ def test_logins_resume_after_the_primary_dies_and_a_lock_set_before_still_holds(
                                      f"Pas-Le-Bon-{attempt}")
             assert status == 200
         assert LOCKED in text
-        interactions = [new_interaction(pg_app, kind="mobile") for _ in range(400)]
+        # Enough fresh interactions for the whole run: a refused login uses one up in a few milliseconds, so
+        # the clients back off after a refusal (as a browser's user would) instead of draining the pool
+        # during the outage and leaving nothing to log in with once the replica is promoted.
+        interactions = [new_interaction(pg_app, kind="mobile") for _ in range(600)]
         results: list[tuple[float, int, str]] = []
         stop = threading.Event()
 
@@ -80,6 +83,8 @@ def test_logins_resume_after_the_primary_dies_and_a_lock_set_before_still_holds(
             while not stop.is_set() and interactions:
                 status, location, _ = _login(server.url, interactions.pop(), NIR, PASSWORD)
                 results.append((time.monotonic(), status, location))
+                if status != 303:
+                    stop.wait(0.2)
 
         workers = [threading.Thread(target=load) for _ in range(4)]
         for worker in workers:
@@ -97,6 +102,7 @@ def test_logins_resume_after_the_primary_dies_and_a_lock_set_before_still_holds(
                        what="logins after the promotion")
         except AssertionError:
             raise AssertionError(f"after the promotion: {[r[1] for r in results if r[0] > promoted_at][-30:]}, "
+                                 f"{len(interactions)} interactions left, "
                                  + (tmp_path / "gunicorn.log").read_text()[-2000:]) from None
         stop.set()
         for worker in workers:
