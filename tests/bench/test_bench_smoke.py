@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -102,3 +103,18 @@ def test_capacity_sizes_from_the_per_operation_figures_and_the_stated_assumption
     assert sized["redis_ops_s"] == 50 * 50 + 50 * 30 + 200 * 5 + 100 * 1
     assert sized["audit_rows_per_day"] == 3_600_000 * 4 and sized["audit_bytes_per_day"] == 3_600_000 * 1000
     assert "| refresh grant/s | 200.0 |" in capacity.markdown(data, a)
+
+
+def test_compare_prints_each_ratio_and_the_gain_per_workload_of_two_reports(tmp_path: Path) -> None:
+    """``python -m bench.compare`` builds the report's before/after tables from two report.json files."""
+    from bench.compare import ratios_table, workloads_table
+
+    def report(cpu_s: float, ratio: float, met: bool) -> dict[str, Any]:
+        return {"ratios": {"refresh_vs_peer_per_cpu": {"value": ratio, "target": 0.5, "comparison": ">=",
+                                                       "met": met}},
+                "results": [{"name": "refresh grant", "target": "idp 1w", "completed": 1000,
+                             "server_cpu_s": cpu_s, "per_server_cpu_s": round(1000 / cpu_s)}]}
+
+    before, after = report(3.0, 0.37, False), report(2.0, 0.55, True)
+    assert "| `refresh_vs_peer_per_cpu` | >= 0.5 | 0.37 | 0.55 | yes |" in ratios_table(before, after)
+    assert "| refresh grant | idp 1w | 3.0 | 2.0 | 333 | 500 | 1.50 x |" in workloads_table(before, after)
