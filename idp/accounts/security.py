@@ -130,6 +130,11 @@ def reauthenticated(session: BrowserSession) -> bool:
     return at > 0 and timestamp(clock().now()) - at < settings().security_reauth_ttl
 
 
+def change_refused(session: BrowserSession, action: str) -> None:
+    """Audit a change asked without a fresh re-authentication (refused: the code page is shown instead)."""
+    audit.record("account.reauth_required", account_id=session.account_id, action=action[:64])
+
+
 # --- sessions and trusted browsers --------------------------------------------------------------------
 def session_handle(session: BrowserSession) -> str:
     """A page-safe name for a session (not its id, which is a bearer secret)."""

@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 
 bp = Blueprint("security", __name__, url_prefix="/compte/securite")
 
-NEXT_PAGES = {"securite": "security.index", "email": "security.email", "mot-de-passe": "security.password"}
+NEXT_PAGES = {"securite": "security.index", "email": "security.email", "mot-de-passe": "security.password",
+              "biometrie": "biometric.manage"}
 DONE = {"email": "Votre adresse e-mail a été modifiée. Votre ancienne adresse en a été informée.",
         "password": "Votre mot de passe a été modifié. Vos autres sessions ont été fermées.",
         "browser": "Le navigateur a été révoqué : le code de sécurité y sera de nouveau demandé.",
@@ -73,6 +74,8 @@ def change(next_page: str) -> Callable[[Callable[..., ResponseReturnValue]], Cal
         def wrapper(*args: Any, **kwargs: Any) -> ResponseReturnValue:
             session, account = _signed_in()
             if not security.reauthenticated(session):
+                if request.method == "POST":
+                    security.change_refused(session, view.__name__)
                 return redirect(url_for("security.verify", suite=next_page), 303)
             return view(session, account, *args, **kwargs)
 

@@ -6,7 +6,9 @@
   the offer page of a real login is shown (:func:`idp.login.policy.activation_open`);
 - ``/connexion/biometrie/options`` and ``/verifier``: the sign-in ceremony used by the "Se connecter avec la
   biométrie" button of the login page (JSON); the factor is recorded by :mod:`idp.login.assurance`;
-- ``/compte/biometrie``: the account's credentials, with revocation (needs a live browser session).
+- ``/compte/biometrie``: the account's credentials (needs a live browser session), with revocation, which
+  also needs the security page's fresh re-authentication (:func:`idp.accounts.security.reauthenticated`):
+  like every change reachable from a person's pages, whatever the session's age.
 
 Views stay thin: they find the interaction or session, call :mod:`idp.webauthn.service` (domain code, which
 knows nothing of logins) and answer. JSON endpoints are protected by the CSRF token in ``X-CSRFToken``.
@@ -201,13 +203,22 @@ def manage() -> ResponseReturnValue:
              "expires": paris_display(as_utc(c.expires_at)), "expired": not c.usable_at(now)}
             for c in service.list_credentials(session.account_id)]
     revoked = request.args.get("revoquee") == "1"
-    return render_template("webauthn/manage.html", title="Ma biométrie", credentials=rows, revoked=revoked)
+    from idp.accounts import security
+
+    return render_template("webauthn/manage.html", title="Ma biométrie", credentials=rows, revoked=revoked,
+                           fresh=security.reauthenticated(session))
 
 
 @bp.post("/compte/biometrie/<int:credential>/revoquer")
 def revoke(credential: int) -> ResponseReturnValue:
-    """Revoke one credential of the signed-in account, then show the list again (303)."""
+    """Revoke one credential of the signed-in account, then show the list again (303). Without a fresh
+    re-authentication code in this session, the browser goes to the code page first (nothing changes)."""
+    from idp.accounts import security
+
     session = _browser_session()
+    if not security.reauthenticated(session):
+        security.change_refused(session, "webauthn.revoke")
+        return redirect(url_for("security.verify", suite="biometrie"), 303)
     if not service.revoke(session.account_id, credential):
         raise BadRequest("Cet appareil n'est pas ou plus enregistré pour la biométrie.", detail="not revocable")
     return redirect(url_for("biometric.manage", revoquee="1"), 303)

@@ -364,6 +364,14 @@ def test_offer_and_management_pages_are_accessible_and_revoke_works(live: Live, 
         assert "sur Linux" in table.inner_text() and "jamais" in table.inner_text()
         assert_accessible(page)
         page.get_by_role("button", name=re.compile("^Désactiver la biométrie de l'appareil")).click()
+        page.wait_for_url("**/compte/securite/verification?suite=biometrie")  # a change: the code first
+        mailbox.clear()
+        page.get_by_role("button", name="Recevoir un code de sécurité").click()
+        page.get_by_label("Code à 6 chiffres").fill(mailbox.code(EMAIL))
+        page.get_by_role("button", name="Valider le code").click()
+        page.wait_for_url("**/compte/biometrie")
+        assert [c.revoked_at is not None for c in live.credentials()] == [False]
+        page.get_by_role("button", name=re.compile("^Désactiver la biométrie de l'appareil")).click()
         page.wait_for_url("**/compte/biometrie?revoquee=1")
         assert "a été désactivée" in page.inner_text("main")
         assert [c.revoked_at is not None for c in live.credentials()] == [True]

@@ -203,15 +203,27 @@ def _signed_in(app: Any, client: Any, account_id: str) -> None:
     client.set_cookie("idp_session", session.id, domain="localhost")
 
 
+def _reauthenticated(client: Any, mailbox: Any) -> None:
+    """Revoking is a change: the security page's code first (tested as an attack in tests/security)."""
+    page = client.get("/compte/securite/verification?suite=biometrie")
+    sent = client.post("/compte/securite/verification/envoi", data={"csrf_token": csrf_from(page.data),
+                                                                    "suite": "biometrie"})
+    assert sent.status_code == 303
+    done = client.post("/compte/securite/verification", data={"csrf_token": csrf_from(page.data), "suite": "biometrie",
+                                                              "code": mailbox.code("assure@example.fr")})
+    assert done.status_code == 303 and done.location.endswith("/compte/biometrie")
+
+
 def test_management_needs_a_browser_session(client: Any) -> None:
     response = client.get("/compte/biometrie")
     assert response.status_code == 401
     assert "Vous devez être connecté" in response.get_data(as_text=True)
 
 
-def test_management_lists_and_revokes(app: Any, client: Any) -> None:
+def test_management_lists_and_revokes(app: Any, client: Any, mailbox: Any) -> None:
     account_id = _activated(app)
     _signed_in(app, client, account_id)
+    _reauthenticated(client, mailbox)
     page = client.get("/compte/biometrie")
     html = page.get_data(as_text=True)
     assert page.status_code == 200
@@ -226,13 +238,14 @@ def test_management_lists_and_revokes(app: Any, client: Any) -> None:
         assert not service.has_usable_credential(account_id)
 
 
-def test_management_cannot_revoke_another_accounts_credential(app: Any, client: Any) -> None:
+def test_management_cannot_revoke_another_accounts_credential(app: Any, client: Any, mailbox: Any) -> None:
     owner = _activated(app)
     with app.app_context():
         stranger = make_account().id
         (credential,) = service.list_credentials(owner)
         credential_pk = credential.id
     _signed_in(app, client, stranger)
+    _reauthenticated(client, mailbox)
     token = _json_headers(client, "/compte/biometrie")["X-CSRFToken"]
     response = client.post(f"/compte/biometrie/{credential_pk}/revoquer", data={"csrf_token": token})
     assert response.status_code == 400
