@@ -4,7 +4,8 @@
 audited), :func:`account_state` (status, e-mail, locks, code quota, trusted browsers, biometrics, last sign-ins)
 and :data:`ACTIONS`, each with a mandatory reason and audited as ``advisor.<action>``: unlock, end the sessions,
 revoke trusted browsers, revoke biometrics, reset (:func:`idp.accounts.service.reset_account`) and the SMS
-provisional code for re-creation (:func:`idp.accounts.creation.send_provisional_code`).
+provisional code for re-creation (:func:`idp.accounts.creation.send_provisional_code`), limited per person and per
+advisor (atomic quotas; a refusal is audited as ``advisor.sms_limited``).
 :func:`action_log` lists the advisors' actions (supervisors only; the view checks the role).
 
 Domain code: no Flask request here.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -34,6 +36,8 @@ from idp.nir import Nir
 from idp.webauthn.models import as_utc
 
 MAX_REASON = 500
+SMS_PERSON_QUOTA = "advisor-sms"  # per identity (keyed NIR hash)
+SMS_ADVISOR_QUOTA = "advisor-sms-by"  # per advisor
 # A run of 11+ digits (spaces allowed) typed in a reason is masked: a NIR must not land in the audit trail.
 _DIGITS = re.compile(r"\d[\d .-]{9,}\d")
 
@@ -44,6 +48,12 @@ class SearchLimited(TooManyRequests):
     code = "advisor_search_limit"
     description = ("Vous avez atteint le nombre maximum de recherches autorisées pour une heure. "
                    "Merci de réessayer plus tard.")
+
+
+class SmsLimited(TooManyRequests):
+    """Too many provisional codes texted: to this person, or by this advisor (:func:`_send_sms`)."""
+
+    code = "advisor_sms_limit"
 
 
 class ReasonRequired(BadRequest):
@@ -206,15 +216,47 @@ def _reset(found: Found, advisor: Advisor) -> dict[str, Any]:
     return {}
 
 
-def _send_sms(found: Found) -> dict[str, Any]:
+def _sms_refused(advisor: Advisor, scope: str, until: datetime | None) -> SmsLimited:
+    when = paris_display(until) if until else ""
+    audit.record("advisor.sms_limited", advisor=advisor.id, scope=scope)
+    if scope == "advisor":
+        return SmsLimited("Vous avez atteint le nombre maximum de codes provisoires envoyés par SMS. Nouvel envoi "
+                          f"possible à partir du {when} (heure de Paris). En cas de besoin, contactez votre "
+                          "superviseur.", detail="advisor sms limit (advisor)")
+    return SmsLimited("Le nombre maximum de codes provisoires envoyés par SMS à cette personne est atteint. Nouvel "
+                      f"envoi possible à partir du {when} (heure de Paris) : invitez-la à utiliser le dernier code "
+                      "reçu ou à créer son compte avec sa carte Vitale et son IBAN.",
+                      detail="advisor sms limit (identity)")
+
+
+def _send_sms(found: Found, advisor: Advisor) -> dict[str, Any]:
+    """Text the provisional code, within two atomic sliding-window quotas (:func:`idp.mfa.limits.take_quota`,
+    one Lua script each: no worker can pass them): per person (identity, as there is no account yet) and per
+    advisor, all people together. A unit is given back when nothing was sent (no mobile, gateway down)."""
     from idp.accounts import creation
+    from idp.notify.sms import SmsNotSent
 
     nir = unseal_nir(found.nir_enc)
     if accounts.find_account(nir) is not None:
         raise BadRequest("Un compte existe pour cette personne : réinitialisez-le d'abord.", detail="account exists")
+    s = settings()
+    person = accounts.nir_hmac(nir)
+    by_advisor = limits.take_quota(SMS_ADVISOR_QUOTA, advisor.id, quota=s.advisor_sms_per_advisor,
+                                   window=s.advisor_sms_per_advisor_window, block=s.advisor_sms_per_advisor_window)
+    if by_advisor.ticket is None:
+        raise _sms_refused(advisor, "advisor", by_advisor.blocked_until)
+    to_person = limits.take_quota(SMS_PERSON_QUOTA, person, quota=s.advisor_sms_limit, window=s.advisor_sms_window,
+                                  block=s.advisor_sms_window)
+    if to_person.ticket is None:
+        limits.give_back_quota(SMS_ADVISOR_QUOTA, advisor.id, by_advisor.ticket)
+        raise _sms_refused(advisor, "person", to_person.blocked_until)
     try:
         return {"phone": creation.send_provisional_code(nir)}
-    except creation.NoPhone:
+    except (creation.NoPhone, SmsNotSent) as exc:
+        limits.give_back_quota(SMS_ADVISOR_QUOTA, advisor.id, by_advisor.ticket)
+        limits.give_back_quota(SMS_PERSON_QUOTA, person, to_person.ticket)
+        if isinstance(exc, SmsNotSent):
+            raise
         raise BadRequest("Aucun numéro de téléphone mobile n'est enregistré pour cette personne : invitez-la à "
                          "créer son compte avec sa carte Vitale et son IBAN.", detail="no phone") from None
 
@@ -236,7 +278,7 @@ def perform(advisor: Advisor, found: Found, action: str, reason: str) -> dict[st
         raise BadRequest(detail="unknown advisor action")
     why = clean_reason(reason)
     handler = ACTIONS[action][1]
-    result = handler(found, advisor) if action == "reset" else handler(found)
+    result = handler(found, advisor) if action in ("reset", "send_sms") else handler(found)
     audit.record(f"advisor.{action}", account_id=found.account_id, advisor=advisor.id, reason=why,
                  **{k: v for k, v in result.items() if k == "count"})
     return result

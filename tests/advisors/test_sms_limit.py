@@ -1,0 +1,85 @@
+"""The advisors' "Envoyer un code provisoire par SMS" replayed as a flood over HTTP: limited per person (across
+advisors) and per advisor (across people), atomic Redis quotas, a French message, audited; a text that did not
+leave gives its unit back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from idp.notify.sms import SmsNotSent
+from tests.accounts.conftest import RecordingSms, by_name, demo_records
+from tests.advisors.conftest import act, enrol, sign_in
+from tests.advisors.test_console import dossier_of, events, registry, sms, text
+
+__all__ = ["registry", "sms"]  # fixtures, imported for pytest
+
+RECORDS = demo_records()
+WITH_PHONE = [by_name(RECORDS, name) for name in ("DUPONT", "MARTIN", "SANTONI", "DIALLO")]
+PER_ADVISOR = 4
+
+
+@pytest.fixture
+def app_config(sms: RecordingSms) -> dict[str, Any]:
+    return {"sms": sms, "advisor_sms_per_advisor": PER_ADVISOR}
+
+
+def send(client: Any, dossier: str) -> Any:
+    return act(client, dossier, "send_sms", reason="recréation du compte")
+
+
+def test_one_persons_phone_gets_at_most_three_codes_a_day_whoever_sends_them(registry: Any, advisor: Any,
+                                                                             sms: RecordingSms, clock: Any) -> None:
+    client, staff = advisor
+    marie = WITH_PHONE[0]
+    dossier = dossier_of(client, marie["nir"])
+    for _ in range(3):
+        assert send(client, dossier).status_code == 303
+    refused = send(client, dossier)
+    assert refused.status_code == 429
+    assert "nombre maximum de codes provisoires envoyés par SMS à cette personne" in text(refused)
+    assert "(heure de Paris)" in text(refused)
+    other = registry.test_client()  # another advisor (or the same person's call taken by a colleague)
+    enrol(registry, other, "paul.conseil@assurance-maladie.fr")
+    assert send(other, dossier_of(other, marie["nir"])).status_code == 429
+    assert [phone for phone, _ in sms.sent] == [marie["phone"]] * 3
+    limited = events(registry, "advisor.sms_limited")
+    assert [e.data["scope"] for e in limited] == ["person", "person"]
+    assert limited[0].data["advisor"] == staff.advisor_id and "nir" not in limited[0].data
+    assert len(events(registry, "advisor.send_sms")) == 3
+    clock.advance(hours=24, seconds=1)  # the block lasts the window (the console session did not: sign in again)
+    assert sign_in(client, staff).status_code == 200
+    assert send(client, dossier_of(client, marie["nir"])).status_code == 303
+
+
+def test_one_advisor_texts_at_most_the_per_advisor_quota_all_people_together(registry: Any, advisor: Any,
+                                                                             sms: RecordingSms) -> None:
+    client, _staff = advisor
+    dossiers = [dossier_of(client, person["nir"]) for person in WITH_PHONE]
+    for dossier in (dossiers[0], dossiers[0], dossiers[1], dossiers[2]):
+        assert send(client, dossier).status_code == 303
+    refused = send(client, dossiers[3])
+    assert refused.status_code == 429 and "Vous avez atteint le nombre maximum de codes provisoires" in text(refused)
+    assert len(sms.sent) == PER_ADVISOR and WITH_PHONE[3]["phone"] not in [p for p, _ in sms.sent]
+    assert [e.data["scope"] for e in events(registry, "advisor.sms_limited")] == ["advisor"]
+    colleague = registry.test_client()  # the limit is this advisor's, not the console's
+    enrol(registry, colleague, "paul.conseil@assurance-maladie.fr")
+    assert send(colleague, dossier_of(colleague, WITH_PHONE[3]["nir"])).status_code == 303
+
+
+def test_a_text_the_gateway_refused_gives_its_units_back(registry: Any, advisor: Any, sms: RecordingSms,
+                                                         monkeypatch: Any) -> None:
+    client, _staff = advisor
+    dossier = dossier_of(client, WITH_PHONE[0]["nir"])
+
+    def down(phone: str, text_: str) -> None:
+        raise SmsNotSent(detail="test")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(sms, "send", down)
+        for _ in range(4):
+            assert send(client, dossier).status_code == 503
+    for _ in range(3):
+        assert send(client, dossier).status_code == 303
+    assert len(sms.sent) == 3
