@@ -41,6 +41,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     _init_extensions(app, settings)
     init_request_logging(app)
     _register_areas(app, injected)
+    from idp.oidc.metadata_wsgi import install
+
+    install(app)  # discovery and JWKS answered before Flask's request stack
     return app
 
 

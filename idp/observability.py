@@ -98,6 +98,11 @@ def configure_logging(level: str) -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
+def request_id(incoming: str | None) -> str:
+    """The request id: a well-formed incoming X-Request-Id, or a new random one."""
+    return incoming if incoming and _REQUEST_ID.match(incoming) else secrets.token_hex(8)
+
+
 def init_request_logging(app: Flask) -> None:
     """Give every request an id (from a well-formed X-Request-Id or a new one) and log its outcome."""
     from flask import g, request
@@ -106,8 +111,7 @@ def init_request_logging(app: Flask) -> None:
 
     @app.before_request
     def _start() -> None:
-        incoming = request.headers.get("X-Request-Id", "")
-        g.request_id = incoming if _REQUEST_ID.match(incoming) else secrets.token_hex(8)
+        g.request_id = request_id(request.headers.get("X-Request-Id"))
         g.started = time.perf_counter()
 
     @app.after_request

@@ -23,12 +23,17 @@ _ALWAYS = (("Content-Security-Policy", CSP), ("X-Frame-Options", "DENY"), ("X-Co
 _HSTS = ("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
 
 
+def fixed_headers(settings: Settings) -> tuple[tuple[str, str], ...]:
+    """The headers every response carries, in order (HSTS when the cookies are secure, i.e. over HTTPS)."""
+    return (*_ALWAYS, _HSTS) if settings.secure_cookies else _ALWAYS
+
+
 def init_security_headers(app: Flask, settings: Settings) -> None:
     """Install the after-request hook that sets CSP, framing, referrer and transport headers.
 
     The list is made once; each response is scanned once for the names it already set (a view may
     set its own CSP or Cache-Control), instead of one scan per header."""
-    fixed = (*_ALWAYS, _HSTS) if settings.secure_cookies else _ALWAYS
+    fixed = fixed_headers(settings)
 
     @app.after_request
     def _headers(response: Response) -> Response:
