@@ -1,6 +1,9 @@
-"""``idp advisors create --email E --role advisor|supervisor`` (DESIGN.md §6) and ``idp advisors list``.
+"""``idp advisors create --email E --role advisor|supervisor`` (DESIGN.md §6), ``idp advisors list`` and
+``idp advisors disable|enable --email E``.
 
-``create`` prints the one-time enrolment link (the token is shown once; only its hash is stored).
+``create`` prints the one-time enrolment link (the token is shown once; only its hash is stored). ``disable`` cuts
+off a leaving or compromised advisor: their console sessions end at once and every sign-in refuses them, until
+``enable``. Errors exit 1 (with ``{"error": ..., "message": ...}`` under ``--json``).
 """
 
 from __future__ import annotations
@@ -53,6 +56,36 @@ def list_advisors(as_json: bool) -> None:
     from idp.extensions import db
 
     rows = [{"id": a.id, "email": a.email, "role": a.role, "source": a.source,
-             "enrolled": a.enrolled_at is not None, "last_sign_in_at": a.last_sign_in_at}
+             "enrolled": a.enrolled_at is not None, "last_sign_in_at": a.last_sign_in_at,
+             "disabled": a.disabled_at is not None, "disabled_at": a.disabled_at}
             for a in db.session.scalars(select(Advisor).order_by(Advisor.email))]
-    emit(rows, as_json, "\n".join(f"{r['email']}  {r['role']}  enrolled={r['enrolled']}" for r in rows) or "none")
+    emit(rows, as_json, "\n".join(f"{r['email']}  {r['role']}  enrolled={r['enrolled']}"
+                                  f"{'  DISABLED' if r['disabled'] else ''}" for r in rows) or "none")
+
+
+def _set_disabled(email: str, disabled: bool, as_json: bool) -> None:
+    from idp.advisors import service
+
+    try:
+        advisor, ended = service.set_disabled(email, disabled)
+    except service.AdvisorUnknown as exc:
+        emit({"error": exc.code, "message": exc.description}, as_json, f"Error: {exc.description}")
+        sys.exit(1)
+    data = {"id": advisor.id, "email": advisor.email, "disabled": advisor.disabled_at is not None,
+            "disabled_at": advisor.disabled_at, "sessions_ended": ended}
+    emit(data, as_json, f"Advisor {advisor.email} disabled: {ended} console session(s) ended, sign-in refused."
+         if disabled else f"Advisor {advisor.email} enabled: they may sign in again.")
+
+
+def _state_command(name: str, disabled: bool, help_text: str) -> None:
+    @advisors_group.command(name, help=help_text)
+    @click.option("--email", required=True, help="The advisor's e-mail address.")
+    @json_option
+    @with_app
+    def command(email: str, as_json: bool) -> None:
+        _set_disabled(email, disabled, as_json)
+
+
+_state_command("disable", True, "Cut an advisor off: end their console sessions at once and refuse their sign-in "
+                                "(audited).")
+_state_command("enable", False, "Let a disabled advisor sign in again (audited).")

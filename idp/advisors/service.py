@@ -6,7 +6,9 @@
   the enrolment then registers a WebAuthn credential — a security key or a platform credential, user
   verification required (:mod:`idp.webauthn.ceremonies`): phishing-resistant, bound to this origin;
 - :func:`check_password` then :func:`start_key_sign_in` / :func:`finish_key_sign_in`: both factors, always.
-  Wrong passwords lock the advisor like a person (atomic counters of :mod:`idp.mfa.limits`).
+  Wrong passwords lock the advisor like a person (atomic counters of :mod:`idp.mfa.limits`);
+- :func:`set_disabled` (``idp advisors disable|enable``): a disabled advisor's sessions end at once and every
+  sign-in step refuses them.
 
 Domain code: no Flask request here. Every step is audited under ``advisor.*`` with the advisor's opaque id.
 """
@@ -158,6 +160,40 @@ def begin_enrolment(token: str, password: str) -> Advisor:
     return advisor
 
 
+# --- operators: cut an advisor off, or let them back ---------------------------------------------
+class AdvisorUnknown(BadRequest):
+    """No advisor has this e-mail."""
+
+    code = "advisor_unknown"
+
+
+def set_disabled(email: str, disabled: bool) -> tuple[Advisor, int]:
+    """``idp advisors disable|enable``: a disabled advisor's sessions end at once (every console request also
+    checks the flag), and their password, security key and staff-provider sign-ins are refused. Audited as
+    ``advisor.disabled`` / ``advisor.enabled``; returns the advisor and how many sessions were ended."""
+    from idp.advisors import sessions
+
+    advisor = find_by_email(email) if email and len(email) <= 254 else None
+    if advisor is None:
+        raise AdvisorUnknown("no advisor has this e-mail", detail="unknown advisor")
+    advisor.disabled_at = (advisor.disabled_at or clock().now()) if disabled else None
+    if disabled:  # a pending enrolment link dies too
+        advisor.enrolment_token_hash = advisor.enrolment_expires_at = None
+    audit.record("advisor.disabled" if disabled else "advisor.enabled", commit=False, advisor=advisor.id,
+                 actor="operator")
+    db.session.commit()
+    ended = sessions.end_all(advisor.id) if disabled else 0
+    if ended:
+        audit.record("advisor.sessions_ended", advisor=advisor.id, actor="operator", count=ended)
+    return advisor, ended
+
+
+def _refuse_disabled(advisor: Advisor) -> None:
+    if advisor.disabled_at is not None:
+        audit.record("advisor.key_refused", advisor=advisor.id, reason="disabled")
+        raise KeyRefused(detail="advisor disabled")
+
+
 # --- password step --------------------------------------------------------------------------------
 def _lock_subject(advisor_id: str) -> str:
     return f"advisor:{advisor_id}"
@@ -208,6 +244,7 @@ def _refs(advisor_id: str) -> list[CredentialRef]:
 
 def start_key_registration(advisor: Advisor, session_id: str) -> dict[str, Any]:
     """Options for ``navigator.credentials.create()``: a security key or a platform credential, UV required."""
+    _refuse_disabled(advisor)
     s = settings()
     options = ceremonies.registration_options(
         rp_id=s.rp_id, rp_name=f"{s.webauthn_rp_name} - Espace conseiller", user_handle=advisor.id.encode(),
@@ -220,6 +257,7 @@ def start_key_registration(advisor: Advisor, session_id: str) -> dict[str, Any]:
 
 def finish_key_registration(advisor: Advisor, session_id: str, response: Mapping[str, Any]) -> AdvisorCredential:
     """Verify and store the new credential; the advisor is enrolled."""
+    _refuse_disabled(advisor)
     challenge = challenges.take("register", _binding(session_id), account_id=advisor.id)
     if challenge is None:
         raise KeyRefused(detail="registration challenge missing, used or expired")
@@ -248,6 +286,7 @@ def finish_key_registration(advisor: Advisor, session_id: str, response: Mapping
 
 def start_key_sign_in(advisor: Advisor, session_id: str) -> dict[str, Any]:
     """Options for ``navigator.credentials.get()`` listing the advisor's credentials (UV required)."""
+    _refuse_disabled(advisor)
     s = settings()
     refs = _refs(advisor.id)
     if not refs:
@@ -260,6 +299,7 @@ def start_key_sign_in(advisor: Advisor, session_id: str) -> dict[str, Any]:
 
 def finish_key_sign_in(advisor: Advisor, session_id: str, response: Mapping[str, Any]) -> AdvisorCredential:
     """Verify the assertion with one of the advisor's own credentials; the counter must grow."""
+    _refuse_disabled(advisor)
     challenge = challenges.take("login", _binding(session_id), account_id=advisor.id)
     if challenge is None:
         raise KeyRefused(detail="login challenge missing, used or expired")

@@ -6,6 +6,8 @@ absolute timeouts: a person's session id is never looked up here and an advisor'
 asked), ``enrol`` (an enrolment link was used, the key is to be registered), ``signed_in`` — and gets a new
 id at each stage (no fixation). The dossiers an advisor opened by searching live in the session: a dossier
 handle is random and worthless in another session. Decisions use the app clock; TTLs only clean up.
+Each advisor's live session ids are also kept in a set, so that :func:`end_all` (``idp advisors disable``) ends
+every session of a leaving or compromised advisor at once.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Literal
 
 from idp.clock import timestamp
 from idp.crypto import new_token
-from idp.extensions import clock, redis_client, rkey, settings
+from idp.extensions import clock, hashtag, redis_client, rkey, settings
 
 Stage = Literal["password", "enrol", "signed_in"]
 MAX_DOSSIERS = 20
@@ -50,11 +52,18 @@ def _key(session_id: str) -> str:
     return rkey("advisor-session", session_id)
 
 
+def _index(advisor_id: str) -> str:
+    return rkey("advisor-sessions", hashtag(advisor_id))
+
+
+def _ttl() -> int:
+    s = settings()
+    return min(s.advisor_session_idle_timeout, s.advisor_session_absolute_timeout) + 60
+
+
 def save(session: AdvisorSession) -> None:
     """Write the session (TTL: housekeeping; the timeouts are decided by :func:`get`)."""
-    s = settings()
-    ttl = min(s.advisor_session_idle_timeout, s.advisor_session_absolute_timeout) + 60
-    redis_client().set(_key(session.id), json.dumps(asdict(session), separators=(",", ":")), ex=ttl)
+    redis_client().set(_key(session.id), json.dumps(asdict(session), separators=(",", ":")), ex=_ttl())
 
 
 def start(advisor_id: str, stage: Stage, *, method: str = "pwd+hwk") -> AdvisorSession:
@@ -62,6 +71,9 @@ def start(advisor_id: str, stage: Stage, *, method: str = "pwd+hwk") -> AdvisorS
     now = timestamp(clock().now())
     session = AdvisorSession(id=new_token(32), advisor_id=advisor_id, stage=stage, method=method,
                              created_at=now, last_seen=now)
+    r = redis_client()
+    r.sadd(_index(advisor_id), session.id)  # indexed before it exists: end_all never misses a live session
+    r.expire(_index(advisor_id), settings().advisor_session_absolute_timeout + 60)  # outlives its sessions
     save(session)
     return session
 
@@ -107,4 +119,17 @@ def open_dossier(session: AdvisorSession, *, nir_enc: str, account_id: str | Non
 
 def end(session: AdvisorSession) -> None:
     """End the session (sign-out, timeout, stage change)."""
-    redis_client().delete(_key(session.id))
+    r = redis_client()
+    r.delete(_key(session.id))
+    r.srem(_index(session.advisor_id), session.id)
+
+
+def end_all(advisor_id: str) -> int:
+    """End every session of the advisor (disabled by an operator); returns how many were live."""
+    r = redis_client()
+    ended = 0
+    for raw in r.smembers(_index(advisor_id)):
+        session_id = raw.decode() if isinstance(raw, bytes) else str(raw)
+        ended += int(r.delete(_key(session_id)))
+        r.srem(_index(advisor_id), session_id)
+    return ended
