@@ -11,9 +11,14 @@ is only used to look the identity up and never leaves this module.
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
-from idp.crypto import lookup_hmac
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm.util import identity_key
+from sqlalchemy.sql import Select
+
+from idp.crypto import decrypt, lookup_hmac
 from idp.extensions import db
 from idp.oidc.models import Client
 
@@ -55,24 +60,47 @@ def requested_claims(scope: str, claims_request: dict[str, Any] | None, member: 
     return names
 
 
+@cache
+def _account_statement() -> Select[Any]:
+    """The columns claims need of an account, as one Core statement built once (no ORM instance)."""
+    from idp.accounts.models import Account
+
+    table = Account.__table__
+    return select(table.c.email, table.c.email_validated, table.c.nir_enc).where(table.c.id == bindparam("id"))
+
+
+def _account_values(account_id: str) -> tuple[str | None, bool, str] | None:
+    """(email, email_validated, nir_enc) of an account, or None. An account this request already loaded
+    (the code exchange) is read from the session, with its pending changes; otherwise one Core query."""
+    from idp.accounts.models import Account
+
+    loaded = db.session.identity_map.get(identity_key(Account, account_id))
+    if isinstance(loaded, Account):
+        return loaded.email, bool(loaded.email_validated), loaded.nir_enc
+    row = db.session.connection().execute(_account_statement(), {"id": account_id}).first()
+    return None if row is None else (row.email, bool(row.email_validated), row.nir_enc)
+
+
 def identity_claims(account_id: str, names: set[str]) -> dict[str, Any]:
     """The values of ``names`` for an account, in FranceConnect formats (unknown values left out)."""
-    from idp.accounts.models import Account
-    from idp.accounts.service import identity_of
+    from idp.accounts.service import identity_of_nir
+    from idp.nir import Nir
 
     names = names - {"sub"}
     if not names:
         return {}
-    account = db.session.get(Account, account_id)
+    account = _account_values(account_id)
     if account is None:
         return {}
+    email, email_validated, nir_enc = account
     values: dict[str, Any] = {}
-    if names & {"email", "email_verified"} and account.email:
-        values["email"] = account.email
-        values["email_verified"] = bool(account.email_validated)
+    if names & {"email", "email_verified"} and email:
+        values["email"] = email
+        values["email_verified"] = email_validated
     identity_names = names - {"email", "email_verified"}
     if identity_names:
-        identity = identity_of(account)
+        # idp.accounts.service.account_nir, from the column read above
+        identity = identity_of_nir(Nir(decrypt(nir_enc, "nir")))
         values.update({
             "given_name": identity.given_name,
             "family_name": identity.family_name,

@@ -89,3 +89,31 @@ def test_signed_and_encrypted_userinfo_for_franceconnect_plus(app: Any, client: 
     with app.app_context():
         claims = jwt.decode(decrypted.plaintext, public_keyset()).claims
     assert claims["sub"] == sub and claims["birthdate"] == "1985-03-12"
+
+
+def test_userinfo_reads_the_account_with_one_core_query_and_sees_a_change_at_once(app: Any, client: Any,
+                                                                                  person: Any, web_rp: Any) -> None:
+    """The claims are read by one Core statement (no ORM instance kept), so an e-mail changed a moment ago
+    (here by SQL, as an operator would) is what the next userinfo answers."""
+    from sqlalchemy import event, text
+
+    from idp.extensions import db
+
+    token, _sub = _access(app, client, person, web_rp, "openid email")
+    with app.app_context():
+        db.session.execute(text("UPDATE accounts SET email = 'nouvelle@example.org' WHERE id = :id"),
+                           {"id": person.account_id})
+        db.session.commit()
+        seen: list[str] = []
+
+        def _count(*args: Any) -> None:
+            seen.append(str(args[2]))
+
+        event.listen(db.engine, "before_cursor_execute", _count)
+        try:
+            info = client.get("/userinfo", headers={"Authorization": f"Bearer {token}"}).json
+        finally:
+            event.remove(db.engine, "before_cursor_execute", _count)
+    assert info["email"] == "nouvelle@example.org"
+    account_reads = [s for s in seen if "FROM accounts" in s]
+    assert len(account_reads) == 1 and "password_hash" not in account_reads[0], seen
