@@ -1,7 +1,7 @@
 """Advisors' console sessions, kept in Redis apart from people's browser sessions.
 
-Their own cookie (``__Host-idp_advisor`` outside development), their own Redis keys, their own idle and
-absolute timeouts: a person's session id is never looked up here and an advisor's never in
+Their own cookie (``__Host-idp_advisor`` outside development, set by :mod:`idp.login.cookies`), their own
+Redis keys, their own idle and absolute timeouts: a person's session id is never looked up here and an advisor's never in
 :mod:`idp.login.sessions`. A session goes through stages — ``password`` (the password was right, the key is
 asked), ``enrol`` (an enrolment link was used, the key is to be registered), ``signed_in`` — and gets a new
 id at each stage (no fixation). The dossiers an advisor opened by searching live in the session: a dossier
@@ -22,11 +22,6 @@ from idp.extensions import clock, hashtag, redis_client, rkey, settings
 
 Stage = Literal["password", "enrol", "signed_in"]
 MAX_DOSSIERS = 20
-
-
-def cookie_name() -> str:
-    """``__Host-idp_advisor`` when cookies are Secure, else ``idp_advisor``."""
-    return "__Host-idp_advisor" if settings().secure_cookies else "idp_advisor"
 
 
 @dataclass(kw_only=True)

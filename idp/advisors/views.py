@@ -6,7 +6,8 @@ enrolment: ``/conseiller/inscription/<token>`` (password) then ``/conseiller/ins
 Work: ``/conseiller/`` (search by NIR), ``/conseiller/dossier/<handle>`` (the account's state and the actions,
 each a POST with CSRF token and reason), ``/conseiller/journal`` (supervisors: advisors' actions).
 
-Only the advisor cookie is read here (:mod:`idp.advisors.sessions`); people's session cookies mean nothing
+Only the advisor cookie is read here (:mod:`idp.advisors.sessions`; its attributes are set in
+:mod:`idp.login.cookies` with the other login cookies); people's session cookies mean nothing
 to this blueprint and the advisor cookie means nothing to people's pages. Views stay thin.
 """
 
@@ -26,6 +27,7 @@ from idp.advisors.models import Advisor
 from idp.advisors.sessions import AdvisorSession
 from idp.errors import BadRequest, Forbidden, IdpError
 from idp.extensions import settings
+from idp.login import cookies
 from idp.nir import InvalidNir, Nir
 
 bp = Blueprint("advisors", __name__, url_prefix="/conseiller")
@@ -42,19 +44,16 @@ class AdvisorSignInRequired(IdpError):
 
 # --- session helpers ------------------------------------------------------------------------------
 def _session() -> AdvisorSession | None:
-    return advisor_sessions.get(request.cookies.get(advisor_sessions.cookie_name()))
+    return advisor_sessions.get(cookies.read(cookies.ADVISOR))
 
 
 def _set_cookie(response: Response, session: AdvisorSession) -> Response:
-    s = settings()
-    response.set_cookie(advisor_sessions.cookie_name(), session.id, path="/", secure=s.secure_cookies,
-                        httponly=True, samesite="Lax", max_age=s.advisor_session_absolute_timeout)
+    cookies.set_advisor(response, session.id)
     return response
 
 
 def _clear_cookie(response: Response) -> Response:
-    response.delete_cookie(advisor_sessions.cookie_name(), path="/", secure=settings().secure_cookies,
-                           httponly=True, samesite="Lax")
+    cookies.clear_advisor(response)
     return response
 
 

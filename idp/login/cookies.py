@@ -7,7 +7,12 @@
 - the trusted browser (``idp_trusted``, "J'utilise mon ordinateur personnel"): a random token whose hash
   is kept server-side (:mod:`idp.mfa.trusted_browser`).
 
-All are HttpOnly, SameSite=Lax, path ``/``, and ``__Host-`` prefixed and Secure when the issuer is https.
+- the advisors' console session (``idp_advisor``, :mod:`idp.advisors.sessions`): another cookie, never read
+  by people's pages, for the console's absolute timeout; set here so that its attributes are these.
+
+All are HttpOnly, SameSite=Lax, path ``/``, and ``__Host-`` prefixed and Secure when the issuer is https (the
+prefix requires path ``/``; a narrower path would not isolate pages of one origin anyway, while ``__Host-``
+stops a sibling sub-domain from planting or shadowing the cookie).
 A value that does not open (corrupt, sealed by another deployment, oversized) is treated as absent and
 cleared: stale cookies never block a login (DESIGN.md §2).
 """
@@ -36,6 +41,7 @@ def name(base: str) -> str:
 
 
 INTERACTION, SESSION, NIR, TRUSTED = "idp_interaction", "idp_session", "idp_nir", "idp_trusted"
+ADVISOR = "idp_advisor"
 
 
 def _set(response: Response, base: str, value: str, max_age: int | None = None) -> None:
@@ -122,3 +128,14 @@ def set_trusted(response: Response, token: str) -> None:
 def clear_trusted(response: Response) -> None:
     """Remove the trusted-browser cookie (forged, expired, revoked or another account's)."""
     _clear(response, TRUSTED)
+
+
+# --- the advisors' console -------------------------------------------------------------------
+def set_advisor(response: Response, session_id: str) -> None:
+    """The advisor-session cookie, for the console session's absolute life."""
+    _set(response, ADVISOR, session_id, settings().advisor_session_absolute_timeout)
+
+
+def clear_advisor(response: Response) -> None:
+    """Forget the advisor-session cookie."""
+    _clear(response, ADVISOR)
