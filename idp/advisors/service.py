@@ -104,6 +104,8 @@ def create_advisor(email: str, role: str) -> tuple[Advisor, str]:
     if "@" not in address or len(address) > 254:
         raise BadRequest("invalid e-mail address", detail="advisor e-mail")
     advisor = find_by_email(address)
+    if advisor is not None and advisor.disabled_at is not None:
+        raise AdvisorExists("this advisor is disabled: 'idp advisors enable' first", detail="disabled advisor")
     if advisor is not None and advisor.enrolled_at is not None:
         raise AdvisorExists("an enrolled advisor already has this e-mail", detail="duplicate advisor")
     if advisor is None:

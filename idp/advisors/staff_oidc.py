@@ -93,7 +93,8 @@ def advisor_for(claims: dict[str, Any]) -> Advisor:
         advisor = Advisor(email=normalise_email(email), role=role, source="oidc", created_at=clock().now(),
                           enrolled_at=clock().now())
         db.session.add(advisor)
-    if advisor.disabled_at is not None:
+    if advisor.disabled_at is not None:  # ``idp advisors disable``: the provider's word does not reopen it
+        audit.record("advisor.sign_in_failed", advisor=advisor.id, reason="disabled")
         raise StaffProviderRefused(detail="advisor disabled")
     advisor.role = role
     advisor.last_sign_in_at = clock().now()

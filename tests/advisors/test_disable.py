@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.accounts.conftest import by_name, demo_records
-from tests.advisors.conftest import ADVISOR_PASSWORD, enrol, json_post, page_csrf, search, sign_in
+from tests.advisors.conftest import ADVISOR_PASSWORD, create_link, enrol, json_post, page_csrf, search, sign_in
 from tests.advisors.test_console import events, registry, sms, text
 from tests.conftest import csrf_from
 
@@ -112,6 +112,15 @@ def test_list_shows_the_state_and_enable_lets_the_advisor_back(registry: Any, ad
 def test_an_unknown_email_is_an_error(registry: Any, idp: Any) -> None:
     result = idp("advisors", "disable", "--email", "personne@assurance-maladie.fr", "--json")
     assert result.exit_code == 1 and json.loads(result.output)["error"] == "advisor_unknown"
+
+
+def test_a_disabled_advisor_gets_no_new_enrolment_link(registry: Any, idp: Any) -> None:
+    """Disabling before enrolment kills the link, and ``create`` does not hand out another one."""
+    link = create_link(registry, "nouveau@assurance-maladie.fr")
+    assert idp("advisors", "disable", "--email", "nouveau@assurance-maladie.fr").exit_code == 0
+    assert registry.test_client().get(link).status_code == 400
+    again = idp("advisors", "create", "--email", "nouveau@assurance-maladie.fr", "--json")
+    assert again.exit_code == 1 and "disabled" in json.loads(again.output)["message"]
 
 
 def test_disabling_one_advisor_leaves_the_others_signed_in(registry: Any, advisor: Any, idp: Any) -> None:

@@ -140,3 +140,18 @@ def test_a_callback_with_a_forged_state_is_refused(app: Any, provider: StaffProv
     refused = client.get("/conseiller/connexion/organisation/retour?code=code-x&state=forged")
     assert refused.status_code in (400, 403)
     assert client.get("/conseiller/").status_code == 303
+
+
+def test_a_disabled_advisor_is_cut_off_and_the_provider_does_not_let_them_back(app: Any,
+                                                                              provider: StaffProvider) -> None:
+    from idp.advisors import service
+
+    provider.claims = {"email": "leo@cpam.fr", "email_verified": True, "groups": ["cpam-conseillers"]}
+    client = app.test_client()
+    assert through_provider(client).status_code == 303 and client.get("/conseiller/").status_code == 200
+    with app.app_context():
+        assert service.set_disabled("leo@cpam.fr", True)[1] == 1  # what `idp advisors disable` runs
+    assert client.get("/conseiller/").status_code == 303
+    again = app.test_client()
+    assert through_provider(again).status_code == 403
+    assert again.get("/conseiller/").status_code == 303
