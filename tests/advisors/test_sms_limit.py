@@ -83,3 +83,57 @@ def test_a_text_the_gateway_refused_gives_its_units_back(registry: Any, advisor:
     for _ in range(3):
         assert send(client, dossier).status_code == 303
     assert len(sms.sent) == 3
+
+
+# --- parallel: a stolen advisor session fires at once (PostgreSQL and the real Redis) ---------------------
+PARALLEL = 12
+
+
+@pytest.fixture
+def pg_registry(pg_app: Any) -> Any:
+    from idp.rfi_adapter.sql import import_records
+
+    with pg_app.app_context():
+        import_records(demo_records())
+    return pg_app
+
+
+def _fire(app: Any, client: Any, dossiers: list[str]) -> list[int]:
+    """One request per dossier, all at once, each from its own client holding the stolen cookies."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.conftest import csrf_from
+
+    token = csrf_from(client.get(dossiers[0]).data)
+    jar = {name: client.get_cookie(name).value for name in ("idp_advisor", "idp_csrf")}
+
+    def one(dossier: str) -> int:
+        thief = app.test_client()
+        for name, value in jar.items():
+            thief.set_cookie(name, value, domain="localhost")
+        return thief.post(f"{dossier}/send_sms", data={"csrf_token": token, "reason": "recréation"}).status_code
+
+    with ThreadPoolExecutor(PARALLEL) as pool:
+        return list(pool.map(one, dossiers))
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_parallel_sends_to_one_person_never_pass_the_quota(pg_registry: Any, sms: RecordingSms) -> None:
+    client = pg_registry.test_client()
+    enrol(pg_registry, client, "claire.conseil@assurance-maladie.fr")
+    dossier = dossier_of(client, WITH_PHONE[0]["nir"])
+    answers = _fire(pg_registry, client, [dossier] * PARALLEL)
+    assert sorted(answers) == [303] * 3 + [429] * (PARALLEL - 3)
+    assert len(sms.sent) == 3
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_parallel_sends_by_one_advisor_never_pass_the_advisor_quota(pg_registry: Any, sms: RecordingSms) -> None:
+    client = pg_registry.test_client()
+    enrol(pg_registry, client, "claire.conseil@assurance-maladie.fr")
+    dossiers = [dossier_of(client, person["nir"]) for person in WITH_PHONE] * 3  # 3 each: no person is refused
+    answers = _fire(pg_registry, client, dossiers)
+    assert sorted(answers) == [303] * PER_ADVISOR + [429] * (PARALLEL - PER_ADVISOR)
+    assert len(sms.sent) == PER_ADVISOR
