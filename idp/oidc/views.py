@@ -316,10 +316,20 @@ def _withdraw_undelivered(*, give_back_code: bool) -> None:
         log.warning("could not withdraw an undelivered token response", exc_info=True)
 
 
+def _reads_without_transaction() -> None:
+    """Userinfo only reads (client, account, registry record): its statements run in autocommit, which
+    spares the BEGIN and ROLLBACK round trips and sees what each SELECT would see in a READ COMMITTED
+    transaction anyway (every statement takes a fresh snapshot). Only when the request has not used the
+    database yet; the connection goes back to the pool with its isolation level reset at teardown."""
+    if not db.session().in_transaction():
+        db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+
+
 @api_bp.route("/userinfo", methods=["GET", "POST"])
 def userinfo() -> ResponseReturnValue:
     """OIDC Core §5.3 (Bearer header or form body). A person the registry no longer knows: the token is
     worth nothing any more (RFC 6750 §3.1 ``invalid_token``), never a 500."""
+    _reads_without_transaction()
     try:
         return _no_store(current_server().create_endpoint_response("userinfo"))
     except IdentityNotFound:

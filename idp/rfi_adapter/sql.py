@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import String, Text, func, select
+from sqlalchemy import String, Text, bindparam, func, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from idp.crypto import DecryptionError, decrypt, encrypt, lookup_hmac
@@ -31,6 +31,10 @@ class RfiRecord(Base):
     payload: Mapped[str] = mapped_column(Text)
 
 
+_TABLE = RfiRecord.__table__
+_LOOKUP = select(_TABLE.c.payload).where(_TABLE.c.nir_hmac == bindparam("nir_hmac"))
+
+
 class ImportRejected(ValueError):
     """The file was refused as a whole; ``errors`` name each bad record by index and field."""
 
@@ -44,11 +48,12 @@ class SqlRfiAdapter:
 
     def lookup(self, nir: Nir) -> Identity:
         """The identity for ``nir`` or :class:`IdentityNotFound`."""
-        record = db.session.scalar(select(RfiRecord).where(RfiRecord.nir_hmac == lookup_hmac(nir.value)))
-        if record is None:
+        # The payload column alone (Core: no ORM instance); every login and userinfo asks.
+        payload = db.session.connection().execute(_LOOKUP, {"nir_hmac": lookup_hmac(nir.value)}).scalar()
+        if payload is None:
             raise IdentityNotFound()
         try:
-            return parse_record(json.loads(decrypt(record.payload, "rfi")))
+            return parse_record(json.loads(decrypt(payload, "rfi")))
         except (DecryptionError, InvalidRecord, ValueError) as exc:
             # Sealed with another data key, or corrupted: an operator problem, never "wrong password".
             raise ServiceUnavailable(detail=f"rfi record unreadable: {type(exc).__name__}") from None

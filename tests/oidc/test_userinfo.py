@@ -117,3 +117,39 @@ def test_userinfo_reads_the_account_with_one_core_query_and_sees_a_change_at_onc
     assert info["email"] == "nouvelle@example.org"
     account_reads = [s for s in seen if "FROM accounts" in s]
     assert len(account_reads) == 1 and "password_hash" not in account_reads[0], seen
+
+
+def test_userinfo_reads_in_autocommit_and_gives_the_connection_back_in_its_default_isolation(any_app: Any) -> None:
+    """Userinfo only reads: no BEGIN/ROLLBACK round trips; the pooled connection is not left in autocommit
+    for the next request (which may write)."""
+    from sqlalchemy import event
+
+    from idp.extensions import db
+    from tests.oidc.conftest import make_person, make_rp
+
+    person, rp = make_person(any_app), make_rp(any_app)
+    client = any_app.test_client()
+    token, sub = _access(any_app, client, person, rp, "openid profile email")
+    levels: list[str] = []
+    handed_back: list[str] = []
+    with any_app.app_context():
+        engine = db.engine
+
+    def _executed(conn: Any, *_args: Any) -> None:
+        levels.append(conn.get_execution_options().get("isolation_level", "default"))
+
+    def _checked_in(dbapi_connection: Any, _record: Any) -> None:
+        handed_back.append(str(getattr(dbapi_connection, "autocommit", getattr(dbapi_connection, "isolation_level", ""))))
+
+    event.listen(engine, "before_cursor_execute", _executed)
+    event.listen(engine, "checkin", _checked_in)
+    try:
+        info = client.get("/userinfo", headers={"Authorization": f"Bearer {token}"}).json
+    finally:
+        event.remove(engine, "before_cursor_execute", _executed)
+        event.remove(engine, "checkin", _checked_in)
+    assert info["sub"] == sub and info["given_name"] == "Marie Claire"
+    assert levels and set(levels) == {"AUTOCOMMIT"}, levels
+    assert handed_back and handed_back[-1] not in ("True", "None"), handed_back
+    with any_app.app_context():  # the next use of the pool writes in a transaction again
+        assert not db.session.connection().get_execution_options().get("isolation_level")
