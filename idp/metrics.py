@@ -173,12 +173,12 @@ def serve_on(bind: str) -> None:
     start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1", registry=registry())
 
 
-_HTTP_CHILDREN: dict[tuple[str, str, str], Any] = {}
+_HTTP_CHILDREN: dict[tuple[str, str, str], Any] = {}  # a closed set: route patterns x methods x statuses
 
 
 def request_timer(route: str, method: str, status: str) -> Any:
-    """The :data:`HTTP_DURATION` child of a fixed (route, method, status), bound once (for the WSGI fast
-    path of :mod:`idp.oidc.metadata_wsgi`: ``.observe(seconds)`` then costs no label look-up)."""
+    """The :data:`HTTP_DURATION` child of (route, method, status), bound once per process: ``.observe(seconds)``
+    then costs no label validation or look-up under the metric's lock (every request is timed)."""
     child = _HTTP_CHILDREN.get((route, method, status))
     if child is None:
         child = _HTTP_CHILDREN[(route, method, status)] = HTTP_DURATION.labels(route=route, method=method,
@@ -200,9 +200,9 @@ def init_app(app: Flask) -> None:
     def _observe(response: Response) -> Response:
         started = g.pop("metrics_started", None)
         if started is not None:
-            route = request.url_rule.rule if request.url_rule is not None else "unmatched"
-            HTTP_DURATION.labels(route=route, method=request.method if request.method in _METHODS else "OTHER",
-                                 status=str(response.status_code)).observe(time.perf_counter() - started)
+            rule, method = request.url_rule, request.method
+            request_timer(rule.rule if rule is not None else "unmatched", method if method in _METHODS else "OTHER",
+                          str(response.status_code)).observe(time.perf_counter() - started)
         return response
 
     @app.get("/metrics")

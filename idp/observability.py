@@ -42,13 +42,12 @@ class RedactingFilter(logging.Filter):
             record.msg = record.getMessage()
             record.args = None
         record.msg = redact(str(record.msg))
-        for name, value in list(vars(record).items()):
-            if name in _STD_ATTRS or name in self.ALLOWED_SECRETISH:
-                continue
+        fields = vars(record)
+        for name in fields.keys() - _STD_ATTRS - self.ALLOWED_SECRETISH:  # the extra fields only
             if _SECRET_KEYS.search(name):
-                setattr(record, name, "[REDACTED]")
-            elif isinstance(value, str):
-                setattr(record, name, redact(value))
+                fields[name] = "[REDACTED]"
+            elif isinstance(fields[name], str):
+                fields[name] = redact(fields[name])
         return True
 
 
@@ -56,7 +55,9 @@ class RequestIdFilter(logging.Filter):
     """Adds the current request id (or '-') to every record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Attach ``request_id``."""
+        """Attach ``request_id`` (unless the caller gave it: the access log does)."""
+        if "request_id" in vars(record):
+            return True
         from flask import g, has_request_context
 
         record.request_id = getattr(g, "request_id", "-") if has_request_context() else "-"
@@ -66,10 +67,20 @@ class RequestIdFilter(logging.Filter):
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, request_id and extra fields."""
 
+    _second: tuple[int, str] = (-1, "")
+
+    def _timestamp(self, created: float) -> str:
+        """ISO 8601 UTC with milliseconds (``2026-12-01T23:40:00.123+00:00``); the part up to the second is
+        made once per second."""
+        second = int(created)
+        if self._second[0] != second:
+            self._second = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+        return f"{self._second[1]}.{int((created - second) * 1000):03d}+00:00"
+
     def format(self, record: logging.LogRecord) -> str:
         """Serialise the record."""
         payload: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "ts": self._timestamp(record.created),
             "level": record.levelname,
             "logger": record.name,
             "msg": record.getMessage(),
@@ -116,10 +127,13 @@ def init_request_logging(app: Flask) -> None:
 
     @app.after_request
     def _finish(response: Response) -> Response:
-        response.headers["X-Request-Id"] = getattr(g, "request_id", "-")
+        rid = response.headers["X-Request-Id"] = getattr(g, "request_id", "-")
         elapsed = (time.perf_counter() - getattr(g, "started", time.perf_counter())) * 1000
+        if not access.isEnabledFor(logging.INFO):
+            return response
         # The route pattern, not the raw path: a path may carry a bearer secret (a reset link's token).
-        path = request.url_rule.rule if request.url_rule is not None else redact(request.path)
-        access.info("request", extra={"method": request.method, "path": path,
+        rule = request.url_rule
+        path = rule.rule if rule is not None else redact(request.path)
+        access.info("request", extra={"request_id": rid, "method": request.method, "path": path,
                                       "status_code": response.status_code, "ms": round(elapsed, 1)})
         return response
