@@ -94,6 +94,10 @@ class Interaction:
     code_sent_at: int | None = None
     code_not_sent: bool = False  # the last attempt to mail a code failed (SMTP)
     prefer_code: bool = False  # "Recevoir un code" instead of the biometric sign-in
+    # The account had a platform credential usable for this client when it was identified (None: not looked
+    # up). Only the *offer* of the biometric sign-in is decided by it; the sign-in itself checks the
+    # credential (revoked, expired, activation level) when it is verified.
+    biometric_offered: bool | None = None
     terms_shown: bool = False  # seed: no biometric offer when another notification was shown
     offer: Offer = Offer.NOT_SHOWN
     consent: Consent = Consent.PENDING
@@ -181,16 +185,23 @@ class InteractionStore:
 
     def save(self, interaction: Interaction) -> None:
         """Write the record; the Redis TTL is housekeeping only."""
-        ttl = max(1, interaction.expires_at - timestamp(clock().now())) + 60
-        redis_client().set(self._key(interaction.id), interaction.to_json(), ex=ttl)
+        redis_client().set(self._key(interaction.id), interaction.to_json(), ex=self._ttl(interaction))
 
-    def rotate(self, interaction: Interaction) -> Interaction:
+    @staticmethod
+    def _ttl(interaction: Interaction) -> int:
+        return max(1, interaction.expires_at - timestamp(clock().now())) + 60
+
+    def rotate(self, interaction: Interaction, *, save: bool = True) -> Interaction:
         """Give the interaction a new id (after a first factor) so that an id planted in the browser before
-        login, or seen before it, is worthless afterwards; the caller sets the cookie."""
+        login, or seen before it, is worthless afterwards; the caller sets the cookie. ``save=False``: the
+        caller saves the record under its new id (the old one is deleted now either way)."""
         old = interaction.id
         interaction.id = new_token(24)
-        self.save(interaction)
-        self.delete(old)
+        pipe = redis_client().pipeline(transaction=False)  # two ids, two hash slots
+        if save:
+            pipe.set(self._key(interaction.id), interaction.to_json(), ex=self._ttl(interaction))
+        pipe.delete(self._key(old))
+        pipe.execute()
         return interaction
 
     def consume(self, interaction_id: str) -> Interaction | None:

@@ -73,12 +73,21 @@ def _load_account(interaction: Interaction) -> Account | None:
 
 
 def biometric_available(interaction: Interaction) -> bool:
-    """The account has a platform credential usable for this client (web: one activated with two factors)."""
+    """The account has a platform credential usable for this client (web: one activated with two factors).
+
+    Looked up once per login (the first time the policy asks, kept on the interaction, which the step saves;
+    a new account on the interaction starts without it). The answer only decides whether the biometric
+    sign-in is *offered*: a credential revoked since is refused when the sign-in is verified
+    (``idp.webauthn.service``), and the person can always choose the code instead."""
     from idp.webauthn.service import has_usable_credential
 
     if interaction.account_id is None:
         return False
-    return has_usable_credential(interaction.account_id, for_web=interaction.client_kind != "mobile")
+    if interaction.biometric_offered is None:
+        with db.session.no_autoflush:  # a read: the step's pending writes go with its own commit
+            interaction.biometric_offered = has_usable_credential(interaction.account_id,
+                                                                  for_web=interaction.client_kind != "mobile")
+    return interaction.biometric_offered
 
 
 def _terms_pending(account: Account) -> bool:
