@@ -11,7 +11,8 @@ they are never logged nor written to audit events (accounts are named by their o
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+import time
+from typing import TYPE_CHECKING, cast
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -305,19 +306,47 @@ def tell_previous_address(account_id: str, *, previous: str | None = None, curre
 
 
 # --- terms of use -------------------------------------------------------------------------------
+TERMS_CACHE_SECONDS = 5.0  # how long a worker trusts its answer to "which terms version is the newest"
+
+
+def _terms_cache() -> dict[str, tuple[float, int | None]]:
+    """This application's per-process cache of the newest terms version's id (tests build many apps)."""
+    from flask import current_app
+
+    return cast("dict[str, tuple[float, int | None]]", current_app.extensions.setdefault("idp.terms_cache", {}))
+
+
+def latest_terms_id() -> int | None:
+    """The id of the newest published terms version (None: none yet).
+
+    A login asks at every step; the answer is kept by the worker for :data:`TERMS_CACHE_SECONDS` (one query
+    per worker and period instead of one per step) and dropped at once by :func:`publish_terms` in this
+    process. Another worker (or a publication from the CLI) is seen at most that long after: the accounts
+    that finish a login meanwhile accept the new version at their next login, as any account does."""
+    cache = _terms_cache()
+    cached = cache.get("latest")
+    if cached is not None and time.monotonic() - cached[0] < TERMS_CACHE_SECONDS:
+        return cached[1]
+    found = db.session.scalar(select(TermsVersion.id).order_by(TermsVersion.published_at.desc(),
+                                                               TermsVersion.id.desc()).limit(1))
+    cache["latest"] = (time.monotonic(), found)
+    return found
+
+
 def latest_terms() -> TermsVersion | None:
     """The newest published terms version."""
-    return db.session.scalar(select(TermsVersion).order_by(TermsVersion.published_at.desc(),
-                                                           TermsVersion.id.desc()).limit(1))
+    terms_id = latest_terms_id()
+    return db.session.get(TermsVersion, terms_id) if terms_id is not None else None
 
 
 def pending_terms(account: Account) -> TermsVersion | None:
     """The newest terms version the account has not accepted yet, or None."""
-    terms = latest_terms()
-    if terms is None:
+    terms_id = latest_terms_id()
+    if terms_id is None:
         return None
-    accepted = db.session.get(TermsAcceptance, (account.id, terms.id))
-    return None if accepted is not None else terms
+    if db.session.get(TermsAcceptance, (account.id, terms_id)) is not None:
+        return None
+    return db.session.get(TermsVersion, terms_id)
 
 
 def accept_terms(account: Account, terms: TermsVersion) -> None:
@@ -339,4 +368,5 @@ def publish_terms(version: str, title: str, body: str) -> TermsVersion:
         raise BadRequest(f"La version {version} existe déjà.", detail="duplicate terms version") from None
     audit.record("terms.published", commit=False, version=version)
     db.session.commit()
+    _terms_cache().pop("latest", None)  # this worker's next login asks for it again
     return terms

@@ -176,6 +176,39 @@ def test_published_terms_are_pending_until_accepted(any_app: Any) -> None:
         assert service.pending_terms(account) is second
 
 
+def test_the_newest_terms_version_is_read_once_per_worker_period_and_a_publication_here_is_seen_at_once(
+        any_app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sqlalchemy import event
+
+    from idp.accounts.models import TermsVersion
+
+    make_account(any_app, NIR)
+    with any_app.app_context():
+        account = service.find_account(NIR)
+        assert account is not None
+        statements: list[str] = []
+
+        def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+            statements.append(statement)
+
+        event.listen(db.engine, "before_cursor_execute", seen)
+        try:
+            for _ in range(3):
+                assert service.pending_terms(account) is None
+            assert sum("terms_versions" in s for s in statements) == 1, "one query for three login steps"
+            first = service.publish_terms("v1", "CGU", "texte 1")
+            assert service.pending_terms(account) is first, "published in this worker: seen at once"
+            # Published by another worker (or the CLI): seen once this worker's period is over.
+            db.session.add(TermsVersion(version="v2", title="CGU", body="texte 2", published_at=first.published_at))
+            db.session.commit()
+            assert service.pending_terms(account) is first
+            monkeypatch.setattr(service, "TERMS_CACHE_SECONDS", 0.0)
+            pending = service.pending_terms(account)
+            assert pending is not None and pending.version == "v2"
+        finally:
+            event.remove(db.engine, "before_cursor_execute", seen)
+
+
 def test_set_password_ends_the_other_sessions(app: Any) -> None:
     from idp.login.sessions import sessions
 
