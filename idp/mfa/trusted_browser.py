@@ -53,7 +53,8 @@ def trust(account_id: str, *, label: str | None = None) -> str:
 
 
 def is_trusted(token: str | None, account_id: str) -> bool:
-    """True when ``token`` is a live trusted browser of this very account (and notes its use)."""
+    """True when ``token`` is a live trusted browser of this very account (and notes its use, written by the
+    login step's own commit: a step that fails loses only this note)."""
     if not token or len(token) > MAX_COOKIE_LENGTH:
         return False
     row = db.session.scalar(select(TrustedBrowser).where(TrustedBrowser.token_hash == hash_token(token)))
@@ -61,7 +62,6 @@ def is_trusted(token: str | None, account_id: str) -> bool:
     if row is None or row.account_id != account_id or row.revoked_at is not None or _aware(row.expires_at) <= now:
         return False
     row.last_used_at = now
-    db.session.commit()
     return True
 
 
