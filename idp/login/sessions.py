@@ -65,19 +65,21 @@ class SessionStore:
         session = BrowserSession(id=new_token(32), account_id=account_id, auth_time=assurance.auth_time(proof) or now,
                                  amr=assurance.amr(proof), acr=assurance.acr(proof), created_at=now, last_seen=now,
                                  factors=proof.to_list(), device=device[:120])
-        self._write(session)
-        self._prune_index(account_id)
-        pipe = redis_client().pipeline()
-        pipe.sadd(self._index(account_id), session.id)
-        pipe.expire(self._index(account_id), settings().session_absolute_timeout + 3600)
-        pipe.execute()
+        s = settings()
+        index = self._index(account_id)
+        # One round trip: the session, its place in the account's index, and the ids already there.
+        pipe = redis_client().pipeline(transaction=False)  # sessions live in many hash slots
+        pipe.set(self._key(session.id), session.to_json(), ex=self._ttl())
+        pipe.smembers(index)
+        pipe.sadd(index, session.id)
+        pipe.expire(index, s.session_absolute_timeout + 3600)
+        _, before, _, _ = pipe.execute()
+        self._prune_index(account_id, [i.decode() if isinstance(i, bytes) else i for i in before])
         return session
 
-    def _prune_index(self, account_id: str) -> None:
+    def _prune_index(self, account_id: str, ids: list[str]) -> None:
         """Drop from the account's index the ids of sessions that Redis already let expire (idle
         sessions are not ended explicitly), so that the index stays as small as the live sessions."""
-        index = self._index(account_id)
-        ids = [i.decode() if isinstance(i, bytes) else i for i in redis_client().smembers(index)]
         if not ids:
             return
         pipe = redis_client().pipeline(transaction=False)  # sessions live in many hash slots
@@ -85,7 +87,7 @@ class SessionStore:
             pipe.exists(self._key(session_id))
         dead = [session_id for session_id, alive in zip(ids, pipe.execute(), strict=True) if not alive]
         if dead:
-            redis_client().srem(index, *dead)
+            redis_client().srem(self._index(account_id), *dead)
 
     def get(self, session_id: str | None, *, touch: bool = True) -> BrowserSession | None:
         """The live session, or None (unknown, malformed, idle or past its absolute life)."""
@@ -139,9 +141,12 @@ class SessionStore:
         return ended
 
     def _write(self, session: BrowserSession) -> None:
+        redis_client().set(self._key(session.id), session.to_json(), ex=self._ttl())
+
+    @staticmethod
+    def _ttl() -> int:
         s = settings()
-        ttl = min(s.session_idle_timeout, s.session_absolute_timeout) + 60
-        redis_client().set(self._key(session.id), session.to_json(), ex=ttl)
+        return min(s.session_idle_timeout, s.session_absolute_timeout) + 60
 
 
 sessions = SessionStore()

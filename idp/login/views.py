@@ -236,7 +236,7 @@ def identify() -> ResponseReturnValue:
     token = cookies.read(cookies.TRUSTED)
     trusted = trusted_browser.is_trusted(token, result.account.id)
     service.trust_browser(interaction, trusted=trusted)
-    response = _advance(interactions.rotate(interaction), send_code=True)
+    response = _advance(interactions.rotate(interaction, save=False), send_code=True)  # _advance saves it
     cookies.set_interaction(response, interaction)
     if token and not trusted:
         cookies.clear_trusted(response)
