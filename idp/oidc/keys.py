@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from joserfc.jwk import ECKey, Key, KeySet, RSAKey
 from sqlalchemy import select
@@ -24,6 +24,9 @@ from sqlalchemy.exc import IntegrityError
 from idp.crypto import decrypt, encrypt, new_token
 from idp.extensions import clock, db, settings
 from idp.oidc.models import SigningKey
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 ALGORITHMS = ("RS256", "ES256")
 _PURPOSE = "oidc-signing-key"
@@ -150,11 +153,11 @@ def rotate(alg: str | None = None) -> list[SigningKey]:
     return list_keys()
 
 
-def _published(record: SigningKey | _KeyRow, now: datetime) -> bool:
+def _published(record: SigningKey | _KeyRow, now: datetime, retire_after: int | None = None) -> bool:
     if record.state != "retired":
         return True
     retired_at = aware(record.retired_at) or now
-    return now < retired_at + timedelta(seconds=settings().key_retire_after)
+    return now < retired_at + timedelta(seconds=settings().key_retire_after if retire_after is None else retire_after)
 
 
 def list_keys() -> list[SigningKey]:
@@ -182,8 +185,21 @@ _JWKS_BYTES: dict[tuple[str, ...], bytes] = {}
 def public_jwks_bytes() -> bytes:
     """:func:`public_jwks` serialised, from memory: the bytes are made once per set of published kids
     (a key's public part never changes), so a rotation or a retirement gives new bytes at once."""
-    now = clock().now()
-    published = [r for r in _rows() if _published(r, now)]
+    return _jwks_bytes(_rows(), clock().now(), settings().key_retire_after)
+
+
+def cached_public_jwks_bytes(app: Flask) -> bytes | None:
+    """:func:`public_jwks_bytes` without an application context, while this worker's key records are fresh
+    (the same records, clock and settings, so the same bytes); None when they must be read again (then call
+    :func:`public_jwks_bytes` in an application context). For :mod:`idp.oidc.metadata_wsgi`."""
+    cached = app.extensions.get("idp.oidc.keys", {}).get("rows")
+    if cached is None or time.monotonic() - cached[0] >= KEY_CACHE_SECONDS:
+        return None
+    return _jwks_bytes(cached[1], app.extensions["idp.clock"].now(), app.extensions["idp.settings"].key_retire_after)
+
+
+def _jwks_bytes(rows: list[_KeyRow], now: datetime, retire_after: int) -> bytes:
+    published = [r for r in rows if _published(r, now, retire_after)]
     kids = tuple(r.kid for r in published)
     found = _JWKS_BYTES.get(kids)
     if found is None:

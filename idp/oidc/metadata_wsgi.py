@@ -10,8 +10,10 @@ X-Request-Id, the security headers of :mod:`idp.security_headers`, in the same o
 ``SERVER_NAME``/``TRUSTED_HOSTS`` configuration, a failure while reading the keys) goes to Flask
 unchanged, which then answers as it always did (errors included).
 
-The JWKS is read through :func:`~idp.oidc.keys.public_jwks_bytes` inside an application context on every
-request, so a rotation or a retirement shows exactly as fast as through Flask. The discovery bytes are
+The JWKS is the bytes :func:`~idp.oidc.keys.public_jwks_bytes` gives, from this worker's key records while
+they are fresh (:func:`~idp.oidc.keys.cached_public_jwks_bytes`, with the app's clock for retirements) and
+read again in an application context otherwise, so a rotation or a retirement shows exactly as fast as
+through Flask. The discovery bytes are
 the application's own (its settings).
 
 Observability: each answer is timed in ``idp_http_request_duration_seconds`` under the same labels the
@@ -83,6 +85,9 @@ class MetadataFastPath:
     def _jwks(self) -> bytes:
         from idp.oidc import keys
 
+        found = keys.cached_public_jwks_bytes(self.app)  # no application context while the keys are fresh
+        if found is not None:
+            return found
         with self.app.app_context():
             return keys.public_jwks_bytes()
 

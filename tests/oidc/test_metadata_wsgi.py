@@ -158,3 +158,22 @@ def test_fast_answers_are_counted_in_the_http_histogram_not_logged(client: Any, 
         client.head(DISCOVERY_PATH)
     assert (count(JWKS_PATH, "GET"), count(DISCOVERY_PATH, "HEAD")) == (before[0] + 2, before[1] + 1)
     assert not [r for r in caplog.records if r.name == "idp.access"]
+
+
+def test_fresh_key_records_serve_the_jwks_without_an_app_context_and_a_retirement_still_shows(
+        app: Any, client: Any, clock: Any, monkeypatch: Any) -> None:
+    from idp.oidc import keys
+
+    client.get(JWKS_PATH)  # creates the keys
+    with app.app_context():
+        keys.rotate("RS256")
+        retired = next(k.kid for k in keys.list_keys() if k.state == "retired")
+    assert retired in {k["kid"] for k in client.get(JWKS_PATH).json["keys"]}  # records read, now fresh
+
+    def no_context() -> Any:
+        raise AssertionError("an application context was pushed")
+
+    monkeypatch.setattr(app, "app_context", no_context)
+    assert retired in {k["kid"] for k in client.get(JWKS_PATH).json["keys"]}
+    clock.advance(app.extensions["idp.settings"].key_retire_after + 1)
+    assert retired not in {k["kid"] for k in client.get(JWKS_PATH).json["keys"]}, "unpublished at once"
