@@ -15,21 +15,23 @@
   family with an absolute expiry; presenting a rotated token again revokes the whole family
   (RFC 9700 §4.14.2).
 
-The token endpoint is the hot path: a refresh is one claiming ``UPDATE ... RETURNING`` (which also
-reads the owner's account status), one ``INSERT`` of the successor and one commit; an access token is
-one pipelined Redis round trip. These use Core statements and plain values, never ORM objects that a commit would
-expire and reload.
+The token endpoint is the hot path: on PostgreSQL a refresh is one statement that claims the token, inserts its
+successor and reads the owner's account status (a data-modifying CTE; elsewhere the claiming ``UPDATE ...
+RETURNING`` then the ``INSERT``), and one commit; a code exchange's new family is one ``INSERT ... SELECT`` that
+also reads the owner's status; an access token is one pipelined Redis round trip. These use Core statements
+built once and plain values, never ORM objects that a commit would expire and reload.
 """
 
 from __future__ import annotations
 
+import copy
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, literal_column, select, update
+from sqlalchemy import Table, bindparam, delete, insert, literal_column, select, text, update
 
 from idp.clock import timestamp
 from idp.crypto import hash_token, new_token
@@ -55,8 +57,10 @@ class EndUser:
     claims: dict[str, Any] = field(default_factory=dict)  # the OIDC ``claims`` request parameter
 
     def auth(self) -> dict[str, Any]:
-        """The authentication context to store with a code or token."""
-        return asdict(self)
+        """The authentication context to store with a code or token (what ``asdict`` gives, built directly:
+        this runs several times per token request)."""
+        return {"account_id": self.account_id, "auth_time": self.auth_time, "acr": self.acr, "amr": list(self.amr),
+                "sid": self.sid, "claims": copy.deepcopy(self.claims) if self.claims else {}}
 
 
 @dataclass(kw_only=True)
@@ -109,7 +113,7 @@ def _code_keys(digest: str) -> list[str]:
 def save_code(code: str, record: AuthorizationCode) -> None:
     """Store a new code (single use)."""
     ttl = max(1, record.expires_at - timestamp(clock().now())) + 60
-    redis_client().set(_code_keys(hash_token(code))[0], json.dumps(asdict(record)), ex=ttl)
+    redis_client().set(_code_keys(hash_token(code))[0], json.dumps(vars(record)), ex=ttl)
 
 
 # Replay of a used code by the client it was issued to: flag the marker (only if it exists: junk codes
@@ -179,7 +183,7 @@ def give_back_code(code: str, record: AuthorizationCode) -> bool:
     if remaining <= 0:
         return False
     digest = hash_token(code)
-    return bool(script(_GIVE_BACK_CODE)(keys=_code_keys(digest), args=[json.dumps(asdict(record)), remaining + 60]))
+    return bool(script(_GIVE_BACK_CODE)(keys=_code_keys(digest), args=[json.dumps(vars(record)), remaining + 60]))
 
 
 def forget_access_token(access_token: str) -> None:
@@ -280,7 +284,8 @@ def store_access_token(token: str, *, client: Client, scope: str, user: EndUser,
     now = timestamp(clock().now())
     record = AccessToken(digest=hash_token(token), client_id=client.client_id, scope=scope, issued_at=now,
                          expires_at=now + expires_in, user=user.auth(), family_id=family_id)
-    data = {k: v for k, v in asdict(record).items() if k != "digest"}
+    data = {"client_id": record.client_id, "scope": scope, "issued_at": now, "expires_at": record.expires_at,
+            "user": record.user, "family_id": family_id}  # asdict(record) without the digest, no deep copy
     ttl = expires_in + 60
     # The token and its index sets (account, family) live in different hash slots, so this is one pipelined
     # round trip rather than one script. Revocations never remove an index member (the sets expire with
@@ -363,25 +368,62 @@ def _claim_statement() -> Any:
                        rt.c.expires_at, status.label("account_status"), changed.label("password_changed_at")))
 
 
-def claim_refresh_token(token: str, client_id: str) -> ClaimedRefreshToken | None:
+@cache
+def _rotate_statement() -> Any:
+    """PostgreSQL: the claim of :func:`_claim_statement` and the insert of the successor in one statement (a
+    data-modifying CTE: the successor is inserted only for a claimed row, with its family, client, owner, auth
+    and absolute expiry; its scope is the requested one, else the predecessor's)."""
+    return text("""
+WITH claimed AS (
+    UPDATE oidc_refresh_tokens SET rotated_at = :now
+    WHERE token_hash = :h AND client_id = :c AND rotated_at IS NULL AND NOT revoked
+    RETURNING id, family_id, client_id, account_id, scope, auth, expires_at
+), successor AS (
+    INSERT INTO oidc_refresh_tokens (token_hash, family_id, client_id, account_id, scope, auth, issued_at,
+                                     expires_at, rotated_at, revoked)
+    SELECT :successor, family_id, client_id, account_id, COALESCE(CAST(:scope AS VARCHAR), scope), auth, :now,
+           expires_at, NULL, false
+    FROM claimed
+)
+SELECT claimed.id, claimed.family_id, claimed.client_id, claimed.account_id, claimed.scope, claimed.auth,
+       claimed.expires_at, owner.status AS account_status, owner.password_changed_at
+FROM claimed LEFT JOIN accounts AS owner ON owner.id = claimed.account_id""")
+
+
+def claim_refresh_token(token: str, client_id: str, *, successor: str | None = None,
+                        scope: str | None = None) -> ClaimedRefreshToken | None:
     """Atomically mark this client's unrotated, unrevoked token as used and return it; None otherwise
-    (unknown, another client's, revoked, or already rotated: see :func:`reused_family`).
+    (unknown, another client's, revoked, or already rotated: see :func:`reused_family`). With ``successor``,
+    also insert that token as its successor in the family (scope ``scope``, else the claimed token's): one
+    statement on PostgreSQL, the claim then :func:`insert_refresh_token` elsewhere.
 
     One statement: of two parallel uses exactly one gets the row (the other waits for its row lock,
     then finds it rotated). Not committed here: the row stays locked until the successor is committed
-    with it (see ``idp.oidc.server._save_token``). A worker that dies in between leaves the token
+    with it (see ``idp.oidc.views.token``). A worker that dies in between leaves the token
     unused, so that the client's retry succeeds instead of being taken for a reuse that revokes the
-    family. Expiry and the account's status are the caller's to check (roll back when refused)."""
+    family. Expiry and the account's status are the caller's to check (roll back when refused: the
+    successor goes with the claim)."""
     if not token or len(token) > 200:
         return None
-    row = db.session.execute(_claim_statement(),
-                             {"h": hash_token(token), "c": client_id, "now": clock().now()}).first()
+    connection = db.session.connection()
+    now = clock().now()
+    together = successor is not None and connection.dialect.name == "postgresql"
+    if together:
+        row = connection.execute(_rotate_statement(), {"h": hash_token(token), "c": client_id, "now": now,
+                                                       "successor": hash_token(successor or ""),
+                                                       "scope": scope or None}).first()
+    else:
+        row = connection.execute(_claim_statement(), {"h": hash_token(token), "c": client_id, "now": now}).first()
     if row is None:
         return None
-    return ClaimedRefreshToken(id=row.id, family_id=row.family_id, client_id=row.client_id,
+    claimed = ClaimedRefreshToken(id=row.id, family_id=row.family_id, client_id=row.client_id,
                                account_id=row.account_id, scope=row.scope, auth=dict(row.auth),
                                expires_at=aware(row.expires_at) or row.expires_at, account_status=row.account_status,
                                password_changed_at=aware(row.password_changed_at))
+    if successor is not None and not together:
+        _insert_refresh(successor, family_id=claimed.family_id, client_id=client_id, account_id=claimed.account_id,
+                        scope=scope or claimed.scope, auth=claimed.auth, issued_at=now, expires_at=claimed.expires_at)
+    return claimed
 
 
 def reused_family(token: str, client_id: str) -> str | None:
@@ -408,10 +450,74 @@ def insert_refresh_token(token: str, *, client: Client, scope: str, user: EndUse
     now = clock().now()
     family_id = family.family_id if family else new_token(24)
     expires_at = aware(family.expires_at) if family else now + timedelta(seconds=lifetime)
-    db.session.execute(insert(_REFRESH).values(
-        token_hash=hash_token(token), family_id=family_id, client_id=client.client_id, account_id=user.account_id,
-        scope=scope, auth=user.auth(), issued_at=now, expires_at=expires_at, rotated_at=None, revoked=False))
+    _insert_refresh(token, family_id=family_id, client_id=client.client_id, account_id=user.account_id, scope=scope,
+                    auth=user.auth(), issued_at=now, expires_at=expires_at)
     return family_id
+
+
+def _insert_refresh(token: str, *, family_id: str, client_id: str, account_id: str, scope: str, auth: dict[str, Any],
+                    issued_at: datetime, expires_at: datetime | None) -> None:
+    db.session.connection().execute(_INSERT_REFRESH, {
+        "token_hash": hash_token(token), "family_id": family_id, "client_id": client_id, "account_id": account_id,
+        "scope": scope, "auth": auth, "issued_at": issued_at, "expires_at": expires_at, "rotated_at": None,
+        "revoked": False})
+
+
+def forget_refresh_token(token: str) -> None:
+    """Delete a successor inserted with its claim that the response did not issue after all (not committed)."""
+    db.session.connection().execute(delete(_REFRESH).where(_REFRESH.c.token_hash == hash_token(token)))
+
+
+# Built once: the parameters name every column, so the compiled form is cached and nothing is rebuilt per request.
+_INSERT_REFRESH = insert(_REFRESH)
+
+
+@dataclass(frozen=True, slots=True)
+class NewFamily:
+    """A refresh-token family just inserted by a code exchange, with its owner's status and password change
+    as the same statement read them."""
+
+    family_id: str
+    account_status: str
+    password_changed_at: datetime | None
+
+
+@cache
+def _insert_family_statement() -> Any:
+    """``INSERT INTO oidc_refresh_tokens (...) SELECT :token_hash, ... FROM accounts WHERE id = :account_id
+    RETURNING (SELECT status ...), (SELECT password_changed_at ...)``: nothing is inserted for an account that
+    no longer exists, and the owner's state comes back with the insert (one round trip instead of a SELECT
+    and an INSERT). Correlated subqueries, as in :func:`_claim_statement`, for SQLite's RETURNING."""
+    from idp.accounts.models import Account
+
+    rt, account = _REFRESH, cast("Table", Account.__table__)
+    owner = account.alias("owner")
+    names = ["token_hash", "family_id", "client_id", "account_id", "scope", "auth", "issued_at", "expires_at",
+             "revoked"]
+    values = [bindparam(name, type_=rt.c[name].type) for name in names]
+    correlation = literal_column("owner.id") == literal_column(f"{rt.name}.account_id")
+    status = select(owner.c.status).where(correlation).scalar_subquery()
+    changed = select(owner.c.password_changed_at).where(correlation).scalar_subquery()
+    source = select(*values).where(account.c.id == bindparam("owner_id"))
+    return (insert(rt).from_select(names, source)
+            .returning(status.label("account_status"), changed.label("password_changed_at")))
+
+
+def insert_family_checking_owner(token: str, *, client: Client, scope: str, user: EndUser,
+                                 lifetime: int) -> NewFamily | None:
+    """The first refresh token of a new family (code grant), inserted only if its owner's account exists, whose
+    status and password change come back with it (the caller refuses an inactive owner or a login older than
+    the password, and rolls back); None when the account does not exist. Not committed (see
+    :func:`insert_refresh_token`)."""
+    now = clock().now()
+    family_id = new_token(24)
+    row = db.session.connection().execute(_insert_family_statement(), {
+        "token_hash": hash_token(token), "family_id": family_id, "client_id": client.client_id,
+        "account_id": user.account_id, "owner_id": user.account_id, "scope": scope, "auth": user.auth(),
+        "issued_at": now, "expires_at": now + timedelta(seconds=lifetime), "revoked": False}).first()
+    if row is None:
+        return None
+    return NewFamily(family_id, row.account_status, aware(row.password_changed_at))
 
 
 def issue_refresh_token(token: str, *, client: Client, scope: str, user: EndUser,

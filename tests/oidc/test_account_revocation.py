@@ -217,3 +217,44 @@ def test_grants_from_a_login_after_the_password_change_are_honoured(any_app: Any
     refreshed = token_request(any_app.test_client(), rp,
                               {"grant_type": "refresh_token", "refresh_token": issued["refresh_token"]})
     assert refreshed.status_code == 200, refreshed.json
+
+
+def test_code_exchange_for_a_disabled_or_deleted_account_is_invalid_grant_and_stores_nothing(any_app: Any) -> None:
+    """A code whose account was disabled or deleted while it waited in Redis: invalid_grant, with or without a
+    refresh token to issue (the owner is then checked by the INSERT of the family, which is rolled back)."""
+    from sqlalchemy import func, select
+
+    from idp.accounts.models import Account
+    from idp.extensions import db, redis_client, rkey
+    from idp.oidc.models import RefreshToken
+
+    def rows() -> int:
+        with any_app.app_context():
+            return int(db.session.scalar(select(func.count()).select_from(RefreshToken)) or 0)
+
+    def access_tokens() -> int:
+        with any_app.app_context():
+            return len(list(redis_client().scan_iter(rkey("at", "*"))))
+
+    for grant_types, change in ((None, "disable"), (["authorization_code"], "disable"), (None, "delete")):
+        person = make_person(any_app)
+        rp = make_rp(any_app, **({"grant_types": grant_types} if grant_types else {}))
+        browser = any_app.test_client()
+        f = flow(rp)
+        code = login(any_app, browser, person, f)["code"]
+        before_rows, before_access = rows(), access_tokens()
+        with any_app.app_context():
+            account = db.session.get(Account, person.account_id)
+            if change == "disable":
+                account.status = "disabled"
+            else:
+                db.session.delete(account)
+            db.session.commit()
+        response = redeem(browser, rp, code, f)
+        assert response.status_code == 400 and response.json["error"] == "invalid_grant", (grant_types, change)
+        assert rows() == before_rows and access_tokens() == before_access, (grant_types, change)
+        with any_app.app_context():
+            account = db.session.get(Account, person.account_id)
+            if account is not None:
+                db.session.delete(account)
+                db.session.commit()

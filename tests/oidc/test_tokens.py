@@ -315,3 +315,46 @@ def test_a_replayed_code_is_not_given_back(app: Any, client: Any, person: Any, w
         assert tokens.redeem_code(code, web_rp.client_id) is None  # the replay flags the code
         assert tokens.give_back_code(code, record) is False
         assert tokens.redeem_code(code, web_rp.client_id) is None
+
+
+def test_rotation_claim_and_successor_in_one_statement_keep_every_rule(any_app: Any, clock: Any) -> None:
+    """On PostgreSQL the claim and the successor are one statement (elsewhere two): the successor carries the
+    requested (narrower) scope, else its predecessor's, the family's auth and absolute expiry; a refusal after
+    the claim (absolute life) leaves neither a rotation nor a successor; a replay still revokes the family."""
+    from sqlalchemy import select
+
+    from idp.extensions import db
+    from idp.oidc.models import RefreshToken
+
+    client, person, rp = any_app.test_client(), make_person(any_app), make_rp(any_app, "web")
+
+    def family(family_id: str | None = None) -> list[RefreshToken]:
+        with any_app.app_context():
+            query = select(RefreshToken).order_by(RefreshToken.id)
+            rows = list(db.session.scalars(query.where(RefreshToken.family_id == family_id) if family_id else query))
+            db.session.expunge_all()
+            return rows
+
+    first = _tokens(any_app, client, person, rp)
+    [issued] = family()
+    narrowed = token_request(client, rp, {"grant_type": "refresh_token", "refresh_token": first["refresh_token"],
+                                          "scope": "openid"})
+    assert narrowed.status_code == 200 and narrowed.json["scope"] == "openid", narrowed.json
+    kept = _refresh(client, rp, narrowed.json["refresh_token"])
+    assert kept.status_code == 200 and kept.json["scope"] == "openid", kept.json
+    rows = family(issued.family_id)
+    assert len(rows) == 3 and [r.scope for r in rows] == [issued.scope, "openid", "openid"]
+    assert all(r.auth == issued.auth and r.expires_at == issued.expires_at and r.client_id == rp.client_id
+               for r in rows)
+    assert [r.rotated_at is not None for r in rows] == [True, True, False] and not any(r.revoked for r in rows)
+
+    assert _refresh(client, rp, first["refresh_token"]).json["error"] == "invalid_grant"  # a replay
+    assert all(r.revoked for r in family(issued.family_id)), "the whole family, last successor included"
+    assert _refresh(client, rp, kept.json["refresh_token"]).json["error"] == "invalid_grant"
+
+    later = _tokens(any_app, any_app.test_client(), person, rp)
+    clock.advance(days=31)  # past the family's absolute life
+    before = len(family())
+    assert _refresh(client, rp, later["refresh_token"]).json["error"] == "invalid_grant"
+    rows = family()
+    assert len(rows) == before and rows[-1].rotated_at is None, "the refused claim and its successor rolled back"
