@@ -33,14 +33,21 @@ def init_security_headers(app: Flask, settings: Settings) -> None:
 
     The list is made once; each response is scanned once for the names it already set (a view may
     set its own CSP or Cache-Control), instead of one scan per header."""
-    fixed = fixed_headers(settings)
+    fixed = [(name.lower(), name, value) for name, value in fixed_headers(settings)]
 
     @app.after_request
     def _headers(response: Response) -> Response:
         headers = response.headers
-        present = {name.lower() for name, _value in headers.items()}
-        missing = [(name, value) for name, value in fixed if name.lower() not in present]
-        if response.mimetype == "text/html" and "cache-control" not in present:
+        present = set()
+        content_type = ""
+        for name, value in headers.items():
+            lowered = name.lower()
+            present.add(lowered)
+            if lowered == "content-type":
+                content_type = value
+        missing = [(name, value) for lowered, name, value in fixed if lowered not in present]
+        # response.mimetype, without parsing the parameters each time
+        if "cache-control" not in present and content_type.split(";", 1)[0].strip().lower() == "text/html":
             missing.append(("Cache-Control", "no-store"))
         if missing:
             headers.extend(missing)
