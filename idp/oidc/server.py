@@ -183,7 +183,14 @@ class IdpAuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     def delete_authorization_code(self, authorization_code: tokens.AuthorizationCode) -> None:
         """Already deleted when redeemed; remember what it issued for replay detection."""
         issued = getattr(self.request, "issued", None)
-        if issued and tokens.remember_code_issue(self._code, *issued):
+        if not issued:
+            return
+        replayed = getattr(self.request, "code_replayed", None)  # recorded with the access token (_save_token)
+        if replayed is None:
+            replayed = tokens.remember_code_issue(self._code, *issued)
+        elif replayed:
+            tokens.revoke_replayed_issue(*issued)
+        if replayed:
             log.warning("authorization code replayed during its exchange: what it issued is revoked",
                         extra={"client_id": authorization_code.client_id})
 
@@ -420,8 +427,12 @@ def _save_token(token: dict[str, Any], request: OAuth2Request) -> None:
                                                     scope=token.get("scope", ""), user=user, family=family,
                                                     lifetime=refresh_token_ttl(client))
     g.oidc_issued_access = token["access_token"]  # withdrawn by the /token view if the response fails
-    tokens.store_access_token(token["access_token"], client=client, scope=token.get("scope", ""), user=user,
-                              expires_in=int(token["expires_in"]), family_id=new_family_id)
+    taken = g.get("oidc_taken_code")  # a code exchange: what it issues is recorded in the same round trip
+    stored = tokens.store_access_token(token["access_token"], client=client, scope=token.get("scope", ""), user=user,
+                                       expires_in=int(token["expires_in"]), family_id=new_family_id,
+                                       code=taken[0] if taken else None)
+    if taken:
+        request.code_replayed = stored.code_replayed  # acted on by delete_authorization_code
     # Not committed here: the /token view commits the rotation claim and the successor once, after the whole
     # response (ID token included) was built, and after Redis took the access token. A failure before (Redis
     # or database down, ID token claims or keys, worker killed) leaves the old refresh token usable.

@@ -191,6 +191,11 @@ def forget_access_token(access_token: str) -> None:
     redis_client().delete(rkey("at", hash_token(access_token)))
 
 
+def revoke_replayed_issue(access_token: str, family_id: str | None) -> None:
+    """What a code issued, when :func:`store_access_token` found the code replayed meanwhile."""
+    _revoke_issued(hash_token(access_token), family_id)
+
+
 def remember_code_issue(code: str, access_token: str, family_id: str | None) -> bool:
     """Remember what a redeemed code issued; if the code was replayed meanwhile, revoke it now.
 
@@ -236,6 +241,7 @@ class AccessToken:
     expires_at: int
     user: dict[str, Any]
     family_id: str | None = None
+    code_replayed: bool = field(default=False, compare=False)  # see store_access_token(code=...)
 
     token_type = "access_token"
 
@@ -279,8 +285,11 @@ class AccessToken:
 
 
 def store_access_token(token: str, *, client: Client, scope: str, user: EndUser, expires_in: int,
-                       family_id: str | None) -> AccessToken:
-    """Save a new access token under its hash (indexed by family and by account for revocation)."""
+                       family_id: str | None, code: str | None = None) -> AccessToken:
+    """Save a new access token under its hash (indexed by family and by account for revocation).
+
+    With ``code`` (a code exchange), the same round trip records what the code issued in its "used" marker
+    and reads whether a replay flagged it (``record.code_replayed``: see :func:`remember_code_issue`)."""
     now = timestamp(clock().now())
     record = AccessToken(digest=hash_token(token), client_id=client.client_id, scope=scope, issued_at=now,
                          expires_at=now + expires_in, user=user.auth(), family_id=family_id)
@@ -297,7 +306,15 @@ def store_access_token(token: str, *, client: Client, scope: str, user: EndUser,
         pipe.sadd(index, record.digest)
         pipe.expire(index, ttl, nx=True)
         pipe.expire(index, ttl, gt=True)
-    pipe.execute()
+    if code is not None:
+        # Not one script, yet as safe: the replay's _FLAG_REPLAY is atomic and these run in order on one
+        # connection, so either it ran first (HGET reads its flag) or it sees what HSET recorded.
+        marker = _code_keys(hash_token(code))[1]
+        pipe.hset(marker, mapping={"access": record.digest, "family": family_id or ""})
+        pipe.expire(marker, USED_CODE_TTL)
+        pipe.hget(marker, "replayed")
+    replies = pipe.execute()
+    record.code_replayed = code is not None and bool(replies[-1])
     return record
 
 

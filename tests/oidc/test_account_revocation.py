@@ -258,3 +258,39 @@ def test_code_exchange_for_a_disabled_or_deleted_account_is_invalid_grant_and_st
             if account is not None:
                 db.session.delete(account)
                 db.session.commit()
+
+
+def test_code_issue_recorded_with_the_access_token_sees_a_replay_either_side(any_app: Any) -> None:
+    """A code exchange records what it issued in the access token's round trip (no script of its own): a replay
+    that came first is read back there (and what was issued is revoked), one that comes after finds the record."""
+    from idp.extensions import db
+    from idp.oidc import tokens
+    from idp.oidc.clients import get_client
+
+    person, rp = make_person(any_app), make_rp(any_app)
+    for replay_first in (True, False):
+        browser = any_app.test_client()
+        f = flow(rp)
+        code = login(any_app, browser, person, f)["code"]
+        with any_app.app_context():
+            record = tokens.redeem_code(code, rp.client_id)
+            assert record is not None
+            if replay_first:
+                assert tokens.redeem_code(code, rp.client_id) is None
+            client, user = get_client(rp.client_id), record.end_user()
+            value = f"rt-value-{replay_first}-123456"
+            family = tokens.issue_refresh_token(value, client=client, scope=record.scope, user=user, family=None,
+                                                lifetime=3600)
+            access = f"at-value-{replay_first}-123456"
+            stored = tokens.store_access_token(access, client=client, scope=record.scope, user=user, expires_in=600,
+                                               family_id=family.family_id, code=code)
+            db.session.commit()
+            assert stored.code_replayed is replay_first
+            if replay_first:
+                tokens.revoke_replayed_issue(access, family.family_id)
+            else:
+                assert tokens.find_access_token(access) is not None
+                assert tokens.redeem_code(code, rp.client_id) is None  # the replay comes after the record
+            assert tokens.find_access_token(access) is None
+            db.session.refresh(family)
+            assert family.revoked is True
