@@ -64,14 +64,25 @@ def _row(event: str, account_id: str | None, client_id: str | None, data: dict[s
 
 def record(event: str, *, account_id: str | None = None, client_id: str | None = None,
            commit: bool = True, **data: Any) -> None:
-    """Append an audit event (within the current transaction; committed unless ``commit=False``)."""
-    _insert(db.session, [_row(event, account_id, client_id, data)])
+    """Append an audit event to the current transaction (committed now unless ``commit=False``): written by
+    its commit (in a request, in the one INSERT of the events waiting), gone with its rollback."""
+    from flask import g, has_request_context
+
+    row = _row(event, account_id, client_id, data)
+    if has_request_context():
+        session = db.session()
+        if not session.in_transaction():
+            session.begin()  # no round trip: a rollback from now on drops the row with the transaction
+        g.setdefault(_IN_TRANSACTION, []).append(row)
+    else:
+        _insert(db.session, [row])
     if commit:
         db.session.commit()
 
 
 _UNSAVED = "_audit_unsaved"  # rows of record_in_request that no transaction holds yet
 _IN_COMMIT = "_audit_in_commit"  # rows inserted by the commit under way (back to unsaved if it fails)
+_IN_TRANSACTION = "_audit_in_transaction"  # rows of record(): the current transaction's, written by its commit
 
 
 def record_in_request(name: str, *, account_id: str | None = None, client_id: str | None = None,
@@ -97,10 +108,12 @@ def _before_commit(session: Session) -> None:
     from flask import g, has_request_context
 
     if has_request_context():
-        unsaved = g.pop(_UNSAVED, None)
+        unsaved = g.pop(_UNSAVED, None) or []
+        bound = g.pop(_IN_TRANSACTION, None) or []
         if unsaved:
             g.setdefault(_IN_COMMIT, []).extend(unsaved)
-            _insert(session, unsaved)
+        if unsaved or bound:
+            _insert(session, bound + unsaved)
 
 
 def _after_commit(session: Session) -> None:
@@ -111,11 +124,13 @@ def _after_commit(session: Session) -> None:
         g.pop(_IN_COMMIT, None)
 
 
-def _after_rollback(session: Session) -> None:
-    """A commit that failed (or a rollback before its end) did not write them: they wait again."""
+def _after_rollback(session: Session, *_: Any) -> None:
+    """A commit that failed (or a rollback before its end) did not write them: the events of
+    :func:`record_in_request` wait again, those of :func:`record` are gone with their transaction."""
     from flask import g, has_request_context
 
     if has_request_context():
+        g.pop(_IN_TRANSACTION, None)
         lost = g.pop(_IN_COMMIT, None)
         if lost:
             g.setdefault(_UNSAVED, [])[:0] = lost
@@ -140,7 +155,7 @@ def init_app(app: Flask) -> None:
     """Install the after-request hook that writes unsaved audit events, and the session listeners."""
     app.after_request(_write_unsaved)
     for name, listener in (("before_commit", _before_commit), ("after_commit", _after_commit),
-                           ("after_rollback", _after_rollback)):
+                           ("after_rollback", _after_rollback), ("after_soft_rollback", _after_rollback)):
         if not event.contains(db.session, name, listener):
             event.listen(db.session, name, listener)
 

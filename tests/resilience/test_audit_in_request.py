@@ -64,3 +64,16 @@ def test_a_failed_commit_leaves_the_events_it_carried_and_drops_the_rest(app: An
 def test_secrets_are_refused_before_anything_waits(app: Any) -> None:
     with app.test_request_context("/"), pytest.raises(ValueError, match="secrets"):
         audit.record_in_request("code_sent", code="123456")
+
+
+def test_an_event_bound_to_the_transaction_goes_with_its_commit_or_its_rollback(app: Any) -> None:
+    with app.test_request_context("/"):
+        audit.record("terms.published", commit=False, version="v1")
+        db.session.rollback()  # nothing else used the database: a rollback without a DBAPI transaction
+        audit.record("terms.published", commit=False, version="v2")
+        audit.record_in_request("code_ok", account_id="acct-1")
+        db.session.commit()
+        app.process_response(Response())
+    with app.app_context():
+        rows = [(e.event, e.data) for e in db.session.scalars(select(AuditEvent).order_by(AuditEvent.id))]
+    assert rows == [("terms.published", {"version": "v2"}), ("code_ok", {})]
