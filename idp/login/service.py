@@ -237,23 +237,22 @@ def check_code(interaction: Interaction, account: Account, code: str, *, address
 
 def _check_code(interaction: Interaction, account: Account, code: str) -> tuple[StepResult, bool]:
     """The result, and whether a wrong code was checked (a failure)."""
-    lock = limits.account_lock(account.id)
+    lock, blocked = limits.lock_and_block(account.id, codes.QUOTA_NAME)
     if lock.locked:
         return StepResult(Outcome.LOCKED, until=lock.until), False
-    blocked = limits.quota_block(codes.QUOTA_NAME, account.id)
     if blocked is not None:
         return StepResult(Outcome.QUOTA, until=blocked), False
     cleaned = code.replace(" ", "").strip()
     if len(cleaned) != 6 or not cleaned.isdigit():
         reason = "Le code de sécurité comporte 6 chiffres."
         return StepResult(Outcome.INVALID_INPUT, reason=reason, field="code"), False
-    waiting = codes.waiting(interaction.id, account.id)
-    if waiting is not None:  # no code to guess: nothing is reserved
-        return StepResult(Outcome.EXPIRED if waiting is codes.CodeCheck.EXPIRED else Outcome.MISSING), False
+    seen = codes.look(interaction.id, account.id)
+    if seen.state is not None:  # no code to guess: nothing is reserved
+        return StepResult(Outcome.EXPIRED if seen.state is codes.CodeCheck.EXPIRED else Outcome.MISSING), False
     attempt = limits.reserve_attempt("code", account.id)
     if not attempt.allowed:
         return StepResult(Outcome.LOCKED, until=attempt.until), False
-    check = codes.verify_code(interaction.id, account.id, cleaned)
+    check = codes.verify_code(interaction.id, account.id, cleaned, seen=seen)
     if check is codes.CodeCheck.OK:
         limits.reset_failures("code", account.id)
         # The address must still be the account's validated one: changed meanwhile (the owner moving away from

@@ -305,8 +305,7 @@ def email(interaction: Interaction) -> ResponseReturnValue:
 # --- steps 1 to 3: the security code ----------------------------------------------------------
 def _code_page(interaction: Interaction, account: Account, *, alert: list[str] | None = None,
                code_error: str = "", notice: str = "") -> Response:
-    lock = limits.account_lock(account.id)
-    blocked = limits.quota_block(codes.QUOTA_NAME, account.id)
+    lock, blocked = limits.lock_and_block(account.id, codes.QUOTA_NAME)
     sent = bool(interaction.code_sent_at)
     not_sent = not sent and interaction.code_not_sent
     if alert is None:

@@ -144,17 +144,38 @@ def _state(transaction_id: str, account_id: str) -> tuple[CodeCheck | None, str,
     return None, text, data
 
 
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """What :func:`look` read: ``state`` None when a live code of the account waits (then ``record`` is it)."""
+
+    state: CodeCheck | None
+    record: str
+    data: dict[str, object]
+
+
+def look(transaction_id: str, account_id: str) -> Waiting:
+    """The transaction's code as it is now (read only), for :func:`verify_code` to check without reading
+    it again."""
+    return Waiting(*_state(transaction_id, account_id))
+
+
 def waiting(transaction_id: str, account_id: str) -> CodeCheck | None:
     """None when a live code of the account waits for the transaction, else MISSING or EXPIRED (read only):
     lets the caller reserve a guess only when there is a code to guess."""
-    return _state(transaction_id, account_id)[0]
+    return look(transaction_id, account_id).state
 
 
-def verify_code(transaction_id: str, account_id: str, code: str) -> CodeCheck:
+def verify_code(transaction_id: str, account_id: str, code: str, *, seen: Waiting | None = None) -> CodeCheck:
     """Check ``code`` for the transaction; a right code is consumed (single use).
 
-    The expiry is decided by the application clock, not by the Redis TTL."""
-    state, text, data = _state(transaction_id, account_id)
+    ``seen``: what :func:`look` read just before (no second read): the consumption is atomic on that very
+    record, so a code consumed or replaced since is MISSING, never a success. The expiry is decided by the
+    application clock, not by the Redis TTL (checked again now)."""
+    if seen is None:
+        seen = look(transaction_id, account_id)
+    state, text, data = seen.state, seen.record, seen.data
+    if state is None and timestamp(clock().now()) >= int(str(data.get("exp", 0))):
+        state = CodeCheck.EXPIRED
     if state is not None:
         return state
     candidate = code.strip() if len(code) <= 32 else ""

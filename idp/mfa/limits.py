@@ -217,10 +217,22 @@ def _status(raw: list[bytes | str | None]) -> LockStatus:
 
 def account_lock(account_id: str) -> LockStatus:
     """The account's lock, whichever counter (password or code) set it; the latest end wins."""
-    pipe = redis_client().pipeline(transaction=False)  # two reads, one round trip
+    return lock_and_block(account_id, None)[0]
+
+
+def lock_and_block(account_id: str, quota: str | None) -> tuple[LockStatus, datetime | None]:
+    """:func:`account_lock` and, for ``quota``, :func:`quota_block` of the account, in one round trip."""
+    pipe = redis_client().pipeline(transaction=False)  # reads only, one round trip
     for kind in ("pwd", "code"):
         pipe.hmget(_failure_key(kind, account_id), ["count", "lock_until"])
-    statuses = [_status(raw) for raw in pipe.execute()]
+    if quota is not None:
+        pipe.get(_quota_keys(quota, account_id)[1])
+    replies = pipe.execute()
+    return _latest_lock([_status(raw) for raw in replies[:2]]), \
+        (_block_until(replies[2]) if quota is not None else None)
+
+
+def _latest_lock(statuses: list[LockStatus]) -> LockStatus:
     locked = [st for st in statuses if st.locked]
     if not locked:
         return LockStatus(False, 0, None)
@@ -256,7 +268,11 @@ def give_back_quota(name: str, subject: str, ticket: str) -> None:
 
 def quota_block(name: str, subject: str) -> datetime | None:
     """When requests for this quota are blocked, until when."""
-    until = int(redis_client().get(_quota_keys(name, subject)[1]) or 0)
+    return _block_until(redis_client().get(_quota_keys(name, subject)[1]))
+
+
+def _block_until(raw: bytes | str | None) -> datetime | None:
+    until = int(raw or 0)
     return datetime.fromtimestamp(until, UTC) if until > timestamp(clock().now()) else None
 
 
