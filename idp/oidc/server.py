@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from functools import cache
 from typing import Any
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProtector
@@ -276,16 +277,21 @@ def _new_account() -> Any:
 
 
 def _existing(user: tokens.EndUser) -> tokens.EndUser | None:
-    from sqlalchemy import select
+    row = db.session.connection().execute(_owner_statement(), {"account_id": user.account_id}).first()
+    if row is None or not _is_active(row.status) or tokens.predates_password(user.auth_time, row.password_changed_at):
+        return None
+    return user
+
+
+@cache
+def _owner_statement() -> Any:
+    """``SELECT status, password_changed_at FROM accounts WHERE id = :account_id`` (built once)."""
+    from sqlalchemy import bindparam, select
 
     from idp.accounts.models import Account
 
     table = Account.__table__.c
-    row = db.session.execute(select(table.status, table.password_changed_at)
-                             .where(table.id == user.account_id)).first()
-    if row is None or not _is_active(row.status) or tokens.predates_password(user.auth_time, row.password_changed_at):
-        return None
-    return user
+    return select(table.status, table.password_changed_at).where(table.id == bindparam("account_id"))
 
 
 # --- client authentication: private_key_jwt (RFC 7523 §2.2, OIDC Core §9) --------------------
