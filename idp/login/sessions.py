@@ -48,6 +48,9 @@ class BrowserSession:
         return json.dumps(asdict(self), separators=(",", ":"))
 
 
+PRUNE_SAMPLE = 8  # index ids checked (and dropped when dead) per new session
+
+
 class SessionStore:
     """Create, read (with idle/absolute timeouts), touch and end browser sessions."""
 
@@ -67,10 +70,10 @@ class SessionStore:
                                  factors=proof.to_list(), device=device[:120])
         s = settings()
         index = self._index(account_id)
-        # One round trip: the session, its place in the account's index, and the ids already there.
+        # One round trip: the session, its place in the account's index, and a few ids already there.
         pipe = redis_client().pipeline(transaction=False)  # sessions live in many hash slots
         pipe.set(self._key(session.id), session.to_json(), ex=self._ttl())
-        pipe.smembers(index)
+        pipe.srandmember(index, PRUNE_SAMPLE)
         pipe.sadd(index, session.id)
         pipe.expire(index, s.session_absolute_timeout + 3600)
         _, before, _, _ = pipe.execute()
@@ -78,8 +81,10 @@ class SessionStore:
         return session
 
     def _prune_index(self, account_id: str, ids: list[str]) -> None:
-        """Drop from the account's index the ids of sessions that Redis already let expire (idle
-        sessions are not ended explicitly), so that the index stays as small as the live sessions."""
+        """Drop from the account's index those of ``ids`` (up to :data:`PRUNE_SAMPLE` of its members, drawn at
+        random) whose sessions Redis already let expire (idle sessions are not ended explicitly): each new
+        session costs the same whatever the account's number of sessions, and the index stays close to its
+        live sessions (every reader skips an id whose session is gone)."""
         if not ids:
             return
         pipe = redis_client().pipeline(transaction=False)  # sessions live in many hash slots

@@ -52,3 +52,29 @@ def test_the_account_index_forgets_sessions_that_redis_let_expire(any_app):
         fresh = _new()
         members = {m.decode() if isinstance(m, bytes) else m for m in redis_client().smembers(rkey("sessions-of", "acct-1"))}
         assert members == {fresh.id}
+
+
+def test_a_new_session_checks_at_most_a_sample_of_a_long_index_and_the_dead_ids_still_go(any_app):
+    from idp.login import sessions as module
+
+    def members():
+        return {m.decode() if isinstance(m, bytes) else m for m in redis_client().smembers(rkey("sessions-of", "acct-1"))}
+
+    with any_app.app_context():
+        old = [_new() for _ in range(30)]
+        for session in old:
+            redis_client().delete(rkey("session", session.id))
+        checked = []
+        real = module.SessionStore._prune_index
+
+        def spy(self, account_id, ids):
+            checked.append(len(ids))
+            return real(self, account_id, ids)
+
+        module.SessionStore._prune_index = spy
+        try:
+            fresh = [_new() for _ in range(6)]
+        finally:
+            module.SessionStore._prune_index = real
+        assert max(checked) <= module.PRUNE_SAMPLE
+        assert members() == {s.id for s in fresh}, "six new sessions of 8 checks each cleared 30 dead ids"
