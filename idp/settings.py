@@ -99,6 +99,9 @@ class Settings:
     smtp_allow_plaintext: bool = _doc(
         "Production accepts a relay without TLS only with this set: a relay on the same host or pod (the "
         "messages carry security codes and reset links).", default=False)
+    smtp_ca_file: str = _doc(
+        "PEM file of the CA(s) that sign the relay's certificate, for a private CA (empty: the system's trust "
+        "store). With TLS the relay's certificate and host name are always verified.", default="")
     smtp_username: str = _doc("SMTP login (empty: none).", default="")
     smtp_password: str = _doc("SMTP password.", default="")
     smtp_timeout: float = _doc("Seconds before an SMTP connection or command is given up.", default=10.0)

@@ -19,6 +19,7 @@ import functools
 import logging
 import random
 import smtplib
+import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -146,6 +147,13 @@ class _Target:
     username: str | None
     password: str | None
     timeout: float
+    ca_file: str | None = None
+
+
+def _tls(target: _Target) -> ssl.SSLContext:
+    """TLS to the relay verifies its certificate and host name (smtplib's own default context does neither:
+    a man in the middle would read every security code and reset link)."""
+    return ssl.create_default_context(cafile=target.ca_file or None)
 
 
 class _Stale(Exception):
@@ -159,12 +167,12 @@ class _Relay:
         self.target = target
         host: smtplib.SMTP
         if target.use_ssl:
-            host = smtplib.SMTP_SSL(target.server, target.port, timeout=target.timeout)
+            host = smtplib.SMTP_SSL(target.server, target.port, timeout=target.timeout, context=_tls(target))
         else:
             host = smtplib.SMTP(target.server, target.port, timeout=target.timeout)
         try:
             if target.use_tls:
-                host.starttls()
+                host.starttls(context=_tls(target))
             if target.username and target.password:
                 host.login(target.username, target.password)
             host.ehlo_or_helo_if_needed()
@@ -218,8 +226,9 @@ _local = threading.local()
 
 
 def _target(mail: Mail) -> _Target:
+    configured = settings()
     return _Target(mail.server, int(mail.port), bool(mail.use_ssl), bool(mail.use_tls), mail.username or None,
-                   mail.password or None, settings().smtp_timeout)
+                   mail.password or None, configured.smtp_timeout, configured.smtp_ca_file or None)
 
 
 def _deliver(target: _Target, sender: str, recipients: list[str], data: bytes) -> None:
