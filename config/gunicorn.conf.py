@@ -63,6 +63,14 @@ def when_ready(server: object) -> None:
         serve_on(bind)
 
 
+def post_worker_init(worker: object) -> None:
+    """The worker loaded the app: compile its pages and freeze its start-up objects (``idp.ready_to_serve``)."""
+    from idp import ready_to_serve
+
+    frozen = ready_to_serve(worker.wsgi)  # type: ignore[attr-defined]
+    worker.log.info("worker %s ready: pages compiled, %d start-up objects frozen", os.getpid(), frozen)  # type: ignore[attr-defined]
+
+
 def child_exit(server: object, worker: object) -> None:
     """A worker that exits leaves its counters in the total; its live gauges are dropped."""
     from prometheus_client import multiprocess

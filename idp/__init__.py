@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -15,7 +16,7 @@ from idp.settings import Settings, load_settings
 if TYPE_CHECKING:
     from itsdangerous import URLSafeTimedSerializer  # Flask's own dependency, for the annotation only
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "ready_to_serve"]
 
 # Objects (not settings) that tests may inject through test_config.
 _INJECTABLE = ("clock", "redis", "rfi", "sms")
@@ -50,6 +51,23 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     install(app)  # discovery and JWKS answered before Flask's request stack
     return app
+
+
+def ready_to_serve(app: Flask) -> int:
+    """Make a freshly started worker cheap to run: every page template compiled now (not by the first
+    person who opens it), then everything alive at start-up (modules, the app, its caches, the compiled
+    templates) moved out of the garbage collector's reach with :func:`gc.freeze`.
+
+    Without the freeze, each full collection walks those ~165,000 start-up objects again: a pause of
+    ~0.1 s for every thread of the worker (measured in a bench worker), rare in steady state but
+    a p99 spike each time. Frozen objects are never collected, which start-up objects never are anyway.
+    Called by gunicorn after a worker loaded the app (``config/gunicorn.conf.py``); returns the number
+    of objects frozen."""
+    for name in app.jinja_env.list_templates(extensions=("html", "txt")):
+        app.jinja_env.get_template(name)
+    gc.collect()  # what start-up left as garbage goes now, not frozen for the worker's life
+    gc.freeze()
+    return gc.get_freeze_count()
 
 
 class _SessionInterface(SecureCookieSessionInterface):

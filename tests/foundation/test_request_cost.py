@@ -63,3 +63,28 @@ def test_the_http_histogram_child_is_bound_once() -> None:
     child = request_timer("/healthz", "GET", "200")
     assert request_timer("/healthz", "GET", "200") is child
     assert child is HTTP_DURATION.labels(route="/healthz", method="GET", status="200")
+
+
+def test_a_worker_ready_to_serve_has_every_page_compiled_and_its_start_up_objects_frozen(app: Any) -> None:
+    """gunicorn's post_worker_init (config/gunicorn.conf.py) calls idp.ready_to_serve on the worker's app:
+    no template is compiled by a person's request, and full garbage collections no longer walk the
+    start-up objects (a ~0.1 s pause of the worker's threads each time before)."""
+    import gc
+    import runpy
+    from types import SimpleNamespace
+
+    lines: list[str] = []
+    worker = SimpleNamespace(wsgi=app, log=SimpleNamespace(info=lambda msg, *args: lines.append(msg % args)))
+    config = runpy.run_path("config/gunicorn.conf.py")
+    try:
+        config["post_worker_init"](worker)
+        frozen = gc.get_freeze_count()
+    finally:
+        gc.unfreeze()  # the test process goes on collecting as usual
+    names = app.jinja_env.list_templates(extensions=("html", "txt"))
+    assert len(names) > 40
+    cached = {template.name for template in app.jinja_env.cache.values()}
+    assert set(names) <= cached
+    assert frozen > 10_000, "the modules, the app and its caches are frozen"
+    assert lines and f"{frozen} start-up objects frozen" in lines[0]
+    assert app.test_client().get("/healthz").status_code == 200  # and the app serves as before
