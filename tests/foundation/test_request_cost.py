@@ -65,7 +65,8 @@ def test_the_http_histogram_child_is_bound_once() -> None:
     assert child is HTTP_DURATION.labels(route="/healthz", method="GET", status="200")
 
 
-def test_a_worker_ready_to_serve_has_every_page_compiled_and_its_start_up_objects_frozen(app: Any) -> None:
+def test_a_worker_ready_to_serve_has_every_page_compiled_and_its_start_up_objects_frozen(
+        app: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """gunicorn's post_worker_init (config/gunicorn.conf.py) calls idp.ready_to_serve on the worker's app:
     no template is compiled by a person's request, and full garbage collections no longer walk the
     start-up objects (a ~0.1 s pause of the worker's threads each time before)."""
@@ -75,6 +76,9 @@ def test_a_worker_ready_to_serve_has_every_page_compiled_and_its_start_up_object
 
     lines: list[str] = []
     worker = SimpleNamespace(wsgi=app, log=SimpleNamespace(info=lambda msg, *args: lines.append(msg % args)))
+    # The config sets PROMETHEUS_MULTIPROC_DIR when absent: set here, it is restored after the test (left in
+    # this process's environment, it would put every server a later test starts in multiprocess mode).
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     config = runpy.run_path("config/gunicorn.conf.py")
     try:
         config["post_worker_init"](worker)
