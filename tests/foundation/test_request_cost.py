@@ -92,3 +92,16 @@ def test_a_worker_ready_to_serve_has_every_page_compiled_and_its_start_up_object
     assert frozen > 10_000, "the modules, the app and its caches are frozen"
     assert lines and f"{frozen} start-up objects frozen" in lines[0]
     assert app.test_client().get("/healthz").status_code == 200  # and the app serves as before
+
+
+def test_another_wsgi_app_under_the_gunicorn_config_is_frozen_without_pages() -> None:
+    """The bench runs a trivial WSGI function under config/gunicorn.conf.py (the gunicorn floor): the worker
+    still boots (a worker that fails post_worker_init exits with status 3)."""
+    import gc
+
+    from idp import ready_to_serve
+
+    try:
+        assert ready_to_serve(lambda environ, start_response: [b""]) > 10_000
+    finally:
+        gc.unfreeze()
