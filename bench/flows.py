@@ -143,18 +143,18 @@ class IdpJourney:
         location = _expect(answer, 303)
         t = timer.step(HASHING_STEP, t)
         if urlsplit(location).path.endswith("/connexion/code"):
-            t = self._code_steps(browser, user, timer, before, t)
+            location, t = self._code_steps(browser, user, timer, before, t)
             if tick_trusted:
                 user.trusted_cookie = browser.cookies.get("idp_trusted") or user.trusted_cookie
-        elif not urlsplit(location).path.endswith("/authorize/resume"):
+        if not location.startswith(REDIRECT_URI + "?"):  # the login's last step answers the RP (with the code)
             raise Unexpected(f"identify redirected to {urlsplit(location).path}")
-        answer = browser.get(self.base + "/authorize/resume", allow_redirects=False)
-        code = _code_from(_expect(answer, 302))
-        t = timer.step("resume (new session, code)", t)
+        code = _code_from(location)
         user.session_cookie = browser.cookies.get("idp_session")
         self._exchange(user, code, verifier, timer, t, browser)
 
-    def _code_steps(self, browser: requests.Session, user: VirtualUser, timer: Timer, before: int, t: float) -> float:
+    def _code_steps(self, browser: requests.Session, user: VirtualUser, timer: Timer, before: int,
+                    t: float) -> tuple[str, float]:
+        """Code page, code check; returns where the check sent the browser (the RP's answer) and the time."""
         page = browser.get(self.base + "/connexion/code", allow_redirects=False)
         _expect(page, 200)
         t = timer.step("code page", t)
@@ -162,8 +162,8 @@ class IdpJourney:
         t = timer.step("e-mail delivery wait*", t)
         answer = browser.post(self.base + "/connexion/code", data={CSRF: csrf_of(page.text), "code": code},
                               allow_redirects=False)
-        _expect(answer, 303, "/authorize/resume")
-        return timer.step("code check", t)
+        location = _expect(answer, 303)
+        return location, timer.step("code check (answers the RP)", t)
 
     def _exchange(self, user: VirtualUser, code: str, verifier: str, timer: Timer, t: float,
                   browser: requests.Session) -> None:

@@ -99,8 +99,7 @@ def _login(browser: _Browser, user: flows.VirtualUser, sink: SmtpSink) -> None:
     page = client.get("/connexion/code")
     code = sink.wait_code(user.email, before)
     answer = client.post("/connexion/code", data={"csrf_token": flows.csrf_of(page.get_data(as_text=True)), "code": code})
-    answer = client.get("/authorize/resume")
-    if answer.status_code != 302:
-        raise flows.Unexpected(f"resume: {answer.status_code}")
+    if answer.status_code != 303 or not answer.headers.get("Location", "").startswith(flows.REDIRECT_URI):
+        raise flows.Unexpected(f"code check: {answer.status_code} {answer.headers.get('Location')}")
     browser.token(client, {"grant_type": "authorization_code", "code": _code(answer.headers["Location"]),
                            "redirect_uri": flows.REDIRECT_URI, "code_verifier": verifier})

@@ -105,19 +105,29 @@ def _account(interaction: Interaction) -> Account:
     return account
 
 
-def _resume_url() -> str:
-    return url_for("oidc.resume")
+def _answer_rp(interaction: Interaction) -> Response:
+    """The login is over: the RP's answer now, as /authorize/resume gives it (one redirect fewer for the
+    browser, one request fewer for the server). The interaction must be saved: the answer consumes it.
+
+    Answering a POST that may carry the password, the redirect is a 303 (RFC 9700 §4.12: the browser
+    follows it with a GET, never re-posting the form to the RP)."""
+    from idp.oidc.views import answer_login
+
+    response = current_app.make_response(answer_login(interaction))
+    if response.status_code in (301, 302, 307, 308):
+        response.status_code = 303
+    return response
 
 
 def _advance(interaction: Interaction, *, send_code: bool) -> Response:
-    """Redirect (303) to the page of the next step; finishes the interaction when it is done.
+    """Redirect (303) to the page of the next step; when the login is done, answer the RP at once.
 
     ``send_code`` is True only from POST handlers: a GET never sends an e-mail."""
     account = _account(interaction) if interaction.account_id else None
     step = policy.next_step(interaction, account)
     if step is Step.DONE and account is not None:
         service.finish(interaction, account)
-        return redirect(_resume_url(), 303)
+        return _answer_rp(interaction)
     if step is Step.OFFER:
         interaction.offer = Offer.SHOWN  # shown once per login; activation is open while it is shown
     if step is Step.CODE and send_code and account is not None and not interaction.code_sent_at:
@@ -237,7 +247,8 @@ def identify() -> ResponseReturnValue:
     trusted = trusted_browser.is_trusted(token, result.account.id)
     service.trust_browser(interaction, trusted=trusted)
     response = _advance(interactions.rotate(interaction, save=False), send_code=True)  # _advance saves it
-    cookies.set_interaction(response, interaction)
+    if interaction.step is not Step.DONE:  # done: the RP was answered and the interaction cookie cleared
+        cookies.set_interaction(response, interaction)
     if token and not trusted:
         cookies.clear_trusted(response)
     if request.form.get("remember_nir") or remembered:
@@ -393,7 +404,7 @@ def terms(interaction: Interaction) -> ResponseReturnValue:
 @step_view(Step.CONSENT)
 def consent(interaction: Interaction) -> ResponseReturnValue:
     """OIDC Core §3.1.2.4: the service asked for consent; "Autoriser" goes on to its answer, "Refuser"
-    ends the interaction with access_denied (sent by /authorize/resume)."""
+    ends the interaction with access_denied (sent to the RP at once)."""
     from idp.oidc.clients import get_client
 
     client = get_client(interaction.client_id)
@@ -407,7 +418,7 @@ def consent(interaction: Interaction) -> ResponseReturnValue:
         if choice == "deny":
             interaction.consent = Consent.REFUSED
             interactions.save(interaction)
-            return redirect(_resume_url(), 303)
+            return _answer_rp(interaction)
         raise BadRequest(detail="unknown consent choice")
     granted = client.get_allowed_scope(interaction.request.get("scope")).split()
     items = [label for scope, label in SCOPE_LABELS.items() if scope in granted]

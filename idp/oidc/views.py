@@ -101,13 +101,21 @@ def authorize() -> ResponseReturnValue:
 
 @oidc_bp.get("/authorize/resume")
 def resume() -> ResponseReturnValue:
-    """The login finished: consume the interaction, open a NEW browser session, answer the RP.
-
-    Consent refused: the RP gets access_denied, no session is opened. Consent given within a live session
-    (prompt=consent alone): that session answers, its amr, acr and auth_time unchanged."""
+    """The login finished: answer the RP (:func:`answer_login`) for the browser's interaction."""
     pending = cookies.current_interaction()
     if pending is None:
         raise InteractionExpired(detail="no interaction")
+    return answer_login(pending)
+
+
+def answer_login(pending: Interaction) -> ResponseReturnValue:
+    """Consume the finished interaction, open a NEW browser session, answer the RP.
+
+    Called by /authorize/resume and, sparing the browser that hop, by the login step that finishes the
+    login (its POST answers with the redirect to the RP). Consuming is atomic and single use, so a
+    parallel resume of the same interaction gets the "expired" page, never a second code.
+    Consent refused: the RP gets access_denied, no session is opened. Consent given within a live session
+    (prompt=consent alone): that session answers, its amr, acr and auth_time unchanged."""
     if pending.consent is Consent.REFUSED:
         return _refused(pending)
     if pending.step is not Step.DONE or not pending.account_id:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,16 +45,62 @@ def make_account(app: Any, *, nir: str = NIR, password: str = PASSWORD, email: s
 
 def new_interaction(app: Any, *, kind: str = "web", request: dict[str, str] | None = None,
                     require_email_code: bool | None = None) -> str:
-    """What /authorize does when a login is needed; returns the interaction id."""
+    """What /authorize does when a login is needed, for a registered client of ``kind`` (made once per app);
+    returns the interaction id. The login's last step answers that client (a redirect to ``RP_REDIRECT``)."""
     from idp.login.interaction import interactions
     from tests.conftest import test_requirement
 
-    request = request or {"response_type": "code", "scope": "openid"}
+    client_id = rp_test_client(app, kind)
+    request = {"response_type": "code", "scope": "openid", "client_id": client_id, "redirect_uri": RP_REDIRECT,
+               "state": "state-of-the-rp", "nonce": "nonce-of-the-rp", "code_challenge": RP_CHALLENGE,
+               "code_challenge_method": "S256", **(request or {})}
     with app.test_request_context():
-        interaction = interactions.create(client_id="rp-test", request=request, reasons=["login_required"],
+        interaction = interactions.create(client_id=client_id, request=request, reasons=["login_required"],
                                           requirement=test_requirement(kind, request,
                                                                        require_email_code=require_email_code))
         return interaction.id
+
+
+RP_REDIRECT = "https://rp.example/callback"
+RP_VERIFIER = "verifier-of-the-test-rp-0123456789-0123456789-0123456789"
+RP_CHALLENGE = base64.urlsafe_b64encode(hashlib.sha256(RP_VERIFIER.encode()).digest()).rstrip(b"=").decode()
+
+
+def rp_test_client(app: Any, kind: str) -> str:
+    """The id of the test relying party of ``kind`` (``rp-test-web``...), registered once per app."""
+    from idp.oidc.clients import create_client, get_client
+
+    client_id = f"rp-test-{kind}"
+    with _RP_TEST_LOCK, app.test_request_context():  # load tests make interactions from many threads
+        if get_client(client_id) is None:
+            create_client(name=f"RP de test ({kind})", kind=kind, redirect_uris=[RP_REDIRECT], client_id=client_id)
+    return client_id
+
+
+_RP_TEST_LOCK = threading.Lock()
+
+
+def rp_answer(response: Any) -> dict[str, str]:
+    """The login's last step (a POST) answered the test RP: a 303 to its callback; returns the query (code, state...)."""
+    from urllib.parse import parse_qs, urlsplit
+
+    location = response.headers.get("Location", "")
+    assert response.status_code == 303 and location.startswith(RP_REDIRECT + "?"), \
+        (response.status_code, location, response.get_data(as_text=True)[:300])
+    return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+
+
+def finished_session(app: Any, client: Any) -> Any:
+    """The browser session the finished login opened (its ``proof``: the factors proven, as the interaction had)."""
+    from idp.login.cookies import SESSION
+    from idp.login.sessions import sessions
+
+    cookie = client.get_cookie(SESSION, domain="localhost")
+    assert cookie is not None, "no browser session was opened"
+    with app.test_request_context():
+        session = sessions.get(cookie.value)
+    assert session is not None
+    return session
 
 
 def bind(client: Any, interaction_id: str) -> None:

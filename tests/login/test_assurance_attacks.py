@@ -141,9 +141,9 @@ def test_attack1_an_address_bound_during_the_login_gives_a_single_factor_login_a
     assert identify(client, trusted_browser="1").headers["Location"] == "/connexion/email"
     bound = bind_address(client, mailbox, ATTACKER_MAIL)
     # No security code to the address just bound: it would only prove that the attacker reads their own mail.
-    assert bound.status_code == 303 and bound.headers["Location"] == "/authorize/resume"
+    assert bound.status_code == 303 and bound.headers["Location"].startswith(REDIRECT)  # the RP answered at once
     assert len([m for m in mailbox.messages if ATTACKER_MAIL in m["to"]]) == 1
-    done = resume(client)
+    done = bound
     tokens = tokens_of(app, client, rp, f, done.headers["Location"])
     assert tokens["claims"]["acr"] == "eidas1" and tokens["claims"]["amr"] == ["pwd"]
     assert client.get_cookie("idp_trusted") is None  # no trusted browser for 6 months
@@ -160,8 +160,7 @@ def test_attack1_a_federation_client_asking_eidas2_gets_unmet_authentication_req
     f = flow(rp, acr_values="eidas2")
     start(client, f)
     identify(client)
-    assert bind_address(client, mailbox, ATTACKER_MAIL).headers["Location"] == "/authorize/resume"
-    answer = query_of(resume(client))
+    answer = query_of(bind_address(client, mailbox, ATTACKER_MAIL))  # the RP answered at once
     assert answer["error"] == "unmet_authentication_requirements"
     assert answer["state"] == f.params["state"] and answer["iss"] == "http://localhost" and "code" not in answer
 
@@ -290,8 +289,8 @@ def test_attack3_auth_time_is_when_the_password_was_checked(app: Any, client: An
 
 def resume_after_suite(client: Any) -> str:
     suite = client.get("/connexion/suite")
-    assert suite.headers["Location"] == "/authorize/resume", suite.headers["Location"]
-    return resume(client).headers["Location"]
+    assert suite.headers["Location"].startswith(REDIRECT), suite.headers["Location"]  # the RP answered at once
+    return str(suite.headers["Location"])
 
 
 def _set_login_count(app: Any, account_id: str, count: int) -> None:
@@ -387,7 +386,7 @@ def test_a_code_sent_to_the_previous_address_is_no_factor_once_the_address_chang
         service.start_email_verification(account, "marie.nouvelle@example.org")
         assert service.confirm_email(account, "marie.nouvelle@example.org", mailbox.code("marie.nouvelle@example.org"))
     done = type_code(client, old_code)
-    assert done.headers["Location"] == "/authorize/resume"  # single-factor, as for an address bound now
-    tokens = tokens_of(app, client, rp, f, resume(client).headers["Location"])
+    # The RP answered at once, single-factor, as for an address bound now.
+    tokens = tokens_of(app, client, rp, f, done.headers["Location"])
     assert tokens["claims"]["acr"] == "eidas1" and tokens["claims"]["amr"] == ["pwd"]
     assert client.get_cookie("idp_trusted") is None  # no trusted browser from the old mailbox

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 
 from tests.conftest import serve_in_thread
-from tests.login.conftest import EMAIL, NIR, PASSWORD, UNKNOWN_NIR, make_account, new_interaction
+from tests.login.conftest import EMAIL, NIR, PASSWORD, RP_REDIRECT, UNKNOWN_NIR, make_account, new_interaction
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgres, pytest.mark.redis]
 
@@ -36,6 +36,8 @@ def tab(browser):
     """A page whose context lets Playwright inject axe-core despite the strict CSP (tests only)."""
     context = browser.new_context(locale="fr-FR", timezone_id="Europe/Paris", bypass_csp=True)
     context.set_default_timeout(10_000)
+    # The test RP of the interactions made directly (new_interaction): its callback answers a plain page.
+    context.route(RP_REDIRECT + "**", lambda route: route.fulfill(body="RP", content_type="text/plain"))
     page = context.new_page()
     yield page
     context.close()
@@ -113,7 +115,7 @@ def test_case1_no_validated_email_enter_and_validate_it(live, tab, mailbox):
     tab.get_by_role("button", name="Valider mon adresse e-mail").click()
     # Seed case 1, issue 11: the address is validated but proves nothing for this login (it may be the
     # attacker's own): no security code is sent there, the login finishes single-factor.
-    tab.wait_for_url("**/authorize/resume")
+    tab.wait_for_url(RP_REDIRECT + "?**")  # the last step answered the RP
     assert not mailbox.messages
 
 
@@ -129,7 +131,7 @@ def test_case2_expired_code_then_a_new_one(live, tab, mailbox, clock):
     tab.get_by_role("button", name="Recevoir un nouveau code de sécurité").click()
     assert "Un nouveau code de sécurité vous a été envoyé." in tab.inner_text("main")
     enter_code(tab, mailbox.code())
-    tab.wait_for_url("**/authorize/resume")
+    tab.wait_for_url(RP_REDIRECT + "?**")  # the last step answered the RP
 
 
 def test_case3_sixth_code_request_blocks_one_hour(live, tab, mailbox):
@@ -181,7 +183,7 @@ def test_case5_and_6_wrong_codes_then_locked_and_the_lock_lifts(live, tab, mailb
     clock.advance(minutes=15)
     tab.get_by_role("button", name="Recevoir un nouveau code de sécurité").click()
     enter_code(tab, mailbox.code())
-    tab.wait_for_url("**/authorize/resume")
+    tab.wait_for_url(RP_REDIRECT + "?**")  # the last step answered the RP
 
 
 def test_trusted_browser_and_remembered_nir_in_chromium(live, tab, mailbox):
@@ -190,7 +192,7 @@ def test_trusted_browser_and_remembered_nir_in_chromium(live, tab, mailbox):
     tab.locator("label[for=remember_nir]").click()
     identify(tab, trusted=True)
     enter_code(tab, mailbox.code())
-    tab.wait_for_url("**/authorize/resume")
+    tab.wait_for_url(RP_REDIRECT + "?**")  # the last step answered the RP
     mailbox.clear()
     open_login(tab, live)
     assert "1 ** ** ** *** *** 30" in tab.inner_text("main")

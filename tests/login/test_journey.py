@@ -16,11 +16,13 @@ from tests.login.conftest import (
     PASSWORD,
     UNKNOWN_NIR,
     bind,
+    finished_session,
     make_account,
     new_interaction,
     post_code,
     post_identify,
     post_resend,
+    rp_answer,
 )
 
 
@@ -66,10 +68,11 @@ def test_password_then_emailed_code_finishes_with_pwd_mail_mfa(web, mailbox):
     mail = mailbox.last(EMAIL)
     assert "code de sécurité" in mail["subject"] and "valable 15 minutes" in mail["body"]
     response = post_code(client, mailbox.code())
-    assert response.status_code == 303 and response.headers["Location"] == "/authorize/resume"
-    done = _interaction(app, client)
-    assert done.step == "done" and _amr(done) == ["pwd", "mail", "mfa"] and assurance.auth_time(done.proof)
+    assert rp_answer(response)["state"] == "state-of-the-rp"  # the last step answers the RP at once
+    done = finished_session(app, client)
+    assert _amr(done) == ["pwd", "mail", "mfa"] and assurance.auth_time(done.proof)
     assert _acr(app, done) == "eidas1"  # default mapping: e-mail is no out-of-band authenticator
+    assert client.get_cookie("idp_interaction", domain="localhost") is None  # consumed, its cookie cleared
 
 
 def test_interaction_id_changes_after_the_password(web, mailbox):
@@ -210,10 +213,10 @@ def test_no_validated_email_asks_for_one_first_and_the_login_stays_single_factor
     mailbox.clear()
     response = client.post("/connexion/email", data={"csrf_token": csrf_from(page.data), "action": "confirm",
                                                      "code": validation})
-    assert response.status_code == 303 and response.headers["Location"] == "/authorize/resume"
+    rp_answer(response)
     assert not mailbox.messages  # no "security code" to the address just bound
-    done = _interaction(any_app, client)
-    assert done.step == "done" and _amr(done) == ["pwd"] and _acr(any_app, done) == "eidas1"
+    done = finished_session(any_app, client)
+    assert _amr(done) == ["pwd"] and _acr(any_app, done) == "eidas1"
 
 
 def test_trusted_browser_skips_the_code_for_six_months_only_for_its_account(web, mailbox, clock):
@@ -259,19 +262,23 @@ def test_mobile_app_never_gets_a_code(any_app, mailbox):
     client = any_app.test_client()
     bind(client, new_interaction(any_app, kind="mobile"))
     assert "J'utilise mon ordinateur personnel" not in t(client.get("/connexion"))
-    assert post_identify(client).headers["Location"] == "/authorize/resume"
+    rp_answer(post_identify(client))
     assert not mailbox.messages
 
 
 @pytest.mark.parametrize(("require", "acr_values", "where"), [
-    (True, "", "/connexion/code"), (False, "", "/authorize/resume"), (False, "eidas2", "/connexion/code"),
+    (True, "", "/connexion/code"), (False, "", None), (False, "eidas2", "/connexion/code"),
 ])
 def test_federation_follows_its_client_setting_and_acr_values(any_app, mailbox, require, acr_values, where):
     make_account(any_app)
     client = any_app.test_client()
     request = {"scope": "openid", "acr_values": acr_values} if acr_values else None
     bind(client, new_interaction(any_app, kind="federation", request=request, require_email_code=require))
-    assert post_identify(client).headers["Location"] == where
+    answer = post_identify(client)
+    if where is None:
+        rp_answer(answer)  # no code asked: the RP is answered at once
+    else:
+        assert answer.headers["Location"] == where
 
 
 def test_remembered_nir_is_shown_masked_and_can_be_forgotten(web, mailbox):
@@ -342,7 +349,7 @@ def test_pending_terms_are_accepted_before_finishing(web, mailbox):
     terms_id = next(p.split('"')[0] for p in t(page).split('name="terms_id" value="')[1:])
     accepted = client.post("/connexion/conditions", data={"csrf_token": csrf_from(page.data), "accept": "1",
                                                           "terms_id": terms_id})
-    assert accepted.headers["Location"] == "/authorize/resume"
+    rp_answer(accepted)  # accepted: the login is over, the RP answered
 
 
 def test_address_throttling_stops_one_address_from_locking_many_accounts(any_app):

@@ -1,7 +1,7 @@
 """One person's whole journey over HTTP against a running IdP, timed, for the multi-worker test.
 
 authorize -> /connexion (NIR + password) -> security code read from the real SMTP sink (after one
-wrong code) -> /authorize/resume -> token exchange -> three refresh rotations -> the rotated token is
+wrong code) -> the RP answered -> token exchange -> three refresh rotations -> the rotated token is
 refused and its family revoked. Every answer's status and duration is recorded.
 """
 
@@ -84,10 +84,10 @@ def run_journey(url: str, *, nir: str, password: str, wait_code: Callable[[], st
         assert right.status_code == 303, right.text[:300]
         if right.headers["Location"].endswith("/connexion/suite"):  # login.next decides: done
             right = rec.call("next step", browser.get, url + "/connexion/suite")
-    assert right.headers["Location"].endswith("/authorize/resume"), right.headers["Location"]
-    resumed = rec.call("resume", browser.get, url + "/authorize/resume")
-    assert resumed.status_code == 302, resumed.text[:300]
-    reply = _query(resumed.headers["Location"])
+    # The login's last step answers the RP at once (303 to its callback, with the code).
+    assert right.status_code == 303 and right.headers["Location"].startswith(params["redirect_uri"] + "?"), \
+        right.headers["Location"]
+    reply = _query(right.headers["Location"])
     assert reply["state"] == params["state"] and reply["iss"] == url
 
     rp = requests.Session()

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.login.conftest import NIR, PASSWORD, bind, make_account, new_interaction
+from tests.login.conftest import NIR, PASSWORD, bind, make_account, new_interaction, rp_answer
 from tests.resilience.conftest import assert_unavailable_page, text_of
 from tests.resilience.harness import RedisProcess
 
@@ -68,7 +68,7 @@ def test_redis_down_fails_closed_and_the_code_still_works_after_it_comes_back(ma
     assert_unavailable_page(client.get("/connexion"))
     own_redis.start()
     done = _recovers(lambda: _post_code(client, token, code))
-    assert done.status_code == 303 and done.headers["Location"].endswith("/authorize/resume"), text_of(done)[:300]
+    rp_answer(done)  # the last step answered the RP
 
 
 def test_redis_down_never_lifts_a_lock(make_app: Any, own_redis: RedisProcess, mailbox: Any) -> None:
@@ -109,7 +109,7 @@ def test_stalled_redis_fails_closed_within_the_socket_timeout(make_app: Any, own
     finally:
         own_redis.resume()
     done = _recovers(lambda: _post_code(client, token, code))
-    assert done.status_code == 303 and done.headers["Location"].endswith("/authorize/resume"), text_of(done)[:300]
+    rp_answer(done)  # the last step answered the RP
 
 
 def test_stalled_redis_never_counts_a_wrong_code_as_right(make_app: Any, own_redis: RedisProcess,
