@@ -401,6 +401,10 @@ def _validate_production(s: Settings) -> None:
         raise SettingsError("IDP_ISSUER", "must be an https:// URL in production")
     if s.redis_url.startswith("memory://"):
         raise SettingsError("IDP_REDIS_URL", "memory:// keeps state in one process; use a Redis server in production")
+    if s.redis_url.startswith("redis+sentinel://") and s.redis_wait_replicas < 1:
+        raise SettingsError("IDP_REDIS_WAIT_REPLICAS", "must be at least 1 with a Sentinel-managed Redis: without a "
+                            "replica's acknowledgement a failover forgets the guesses, locks and quotas that only "
+                            "the old primary held")
     if s.database_url.startswith("sqlite"):
         raise SettingsError("IDP_DATABASE_URL", "SQLite is for development; use PostgreSQL in production")
     if s.staff_oidc_metadata_url and not s.staff_oidc_metadata_url.startswith("https://"):
