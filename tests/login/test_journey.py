@@ -262,8 +262,9 @@ def test_mobile_app_never_gets_a_code(any_app, mailbox):
     client = any_app.test_client()
     bind(client, new_interaction(any_app, kind="mobile"))
     assert "J'utilise mon ordinateur personnel" not in t(client.get("/connexion"))
-    rp_answer(post_identify(client))
+    rp_answer(post_identify(client))  # the password alone finishes the app's login: the RP answered at once
     assert not mailbox.messages
+    assert client.get_cookie("idp_interaction", domain="localhost") is None  # consumed, not re-set after rotation
 
 
 @pytest.mark.parametrize(("require", "acr_values", "where"), [
