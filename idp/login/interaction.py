@@ -194,14 +194,19 @@ class InteractionStore:
     def rotate(self, interaction: Interaction, *, save: bool = True) -> Interaction:
         """Give the interaction a new id (after a first factor) so that an id planted in the browser before
         login, or seen before it, is worthless afterwards; the caller sets the cookie. ``save=False``: the
-        caller saves the record under its new id (the old one is deleted now either way)."""
+        caller saves the record under its new id (the old one is deleted now either way).
+
+        Single winner: the old record is deleted first, and only the request whose DEL removed it goes on.
+        Two requests that loaded the same interaction (two parallel right passwords, two WebAuthn sign-ins)
+        would otherwise each save a new id and each finish a login of their own (two codes for one
+        authorization request); the loser gets :class:`InteractionExpired`."""
         old = interaction.id
+        client = redis_client()
+        if not client.delete(self._key(old)):
+            raise InteractionExpired(detail="interaction rotated or consumed concurrently")
         interaction.id = new_token(24)
-        pipe = redis_client().pipeline(transaction=False)  # two ids, two hash slots
         if save:
-            pipe.set(self._key(interaction.id), interaction.to_json(), ex=self._ttl(interaction))
-        pipe.delete(self._key(old))
-        pipe.execute()
+            client.set(self._key(interaction.id), interaction.to_json(), ex=self._ttl(interaction))
         return interaction
 
     def consume(self, interaction_id: str) -> Interaction | None:

@@ -124,6 +124,9 @@ def answer_login(pending: Interaction) -> ResponseReturnValue:
     client = get_client(pending.client_id)
     if finished is None or client is None or finished.account_id is None:
         raise InteractionExpired(detail="interaction consumed concurrently, account changed or client gone")
+    if finished.step is not Step.DONE or finished.consent is Consent.REFUSED or finished.account_id != pending.account_id:
+        # What was consumed is the stored record: a parallel save of this id (a refusal, a step) decides.
+        raise InteractionExpired(detail="the stored interaction is not the finished login")
     old = _browser_session()
     if finished.from_session:
         if old is None or authz.session_sid(old.id) != finished.sso_sid or old.account_id != finished.account_id:

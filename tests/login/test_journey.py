@@ -374,3 +374,53 @@ def test_security_headers_on_login_pages(web):
 
 
 remember_secret("Pas-Le-Bon-Mot-2-Passe", "Pas-Le-Bon-2", "Faux-Faux-1")
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_two_parallel_right_passwords_on_one_interaction_finish_one_login_only(pg_app):
+    """Two browsers holding the same interaction (a copied cookie) send the right password at the same time:
+    both pass the hash before either rotates the interaction. Only the one whose rotation removed the old
+    record goes on (the RP gets one code for its request); the other gets the "expired" page."""
+    import threading
+
+    make_account(pg_app)
+    shared = new_interaction(pg_app, kind="mobile")  # the password alone finishes an app login
+    clients = [pg_app.test_client() for _ in range(2)]
+    for client in clients:
+        bind(client, shared)
+    tokens = [csrf_from(client.get("/connexion").data) for client in clients]
+    start = threading.Barrier(2)
+    answers = [None, None]
+
+    def submit(i):
+        start.wait()
+        answers[i] = clients[i].post("/connexion", data={"csrf_token": tokens[i], "nir": NIR, "password": PASSWORD})
+
+    threads = [threading.Thread(target=submit, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    statuses = sorted(answer.status_code for answer in answers)
+    assert statuses == [303, 400], statuses
+    winner = next(answer for answer in answers if answer.status_code == 303)
+    assert "code" in rp_answer(winner)
+    loser = next(answer for answer in answers if answer.status_code == 400)
+    assert "Votre session a expiré" in t(loser)
+
+
+def test_the_answer_to_the_rp_is_decided_by_the_stored_interaction_not_a_stale_copy(web):
+    """A request holding a finished copy of the interaction while a parallel request saved it back as not
+    finished (a refusal, a step) issues nothing: what the atomic consume returns decides."""
+    from idp.login.interaction import InteractionExpired, Step, interactions
+    from idp.oidc.views import answer_login
+
+    app, client, person = web
+    interaction_id = client.get_cookie("idp_interaction", domain="localhost").value
+    with app.test_request_context():
+        stale = interactions.get(interaction_id)
+        stale.account_id, stale.step = person.account_id, Step.DONE  # finished in this request's memory only
+        with pytest.raises(InteractionExpired):
+            answer_login(stale)
+        assert interactions.get(interaction_id) is None  # consumed all the same: it cannot be answered later
