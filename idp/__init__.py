@@ -16,7 +16,7 @@ from idp.settings import Settings, load_settings
 if TYPE_CHECKING:
     from itsdangerous import URLSafeTimedSerializer  # Flask's own dependency, for the annotation only
 
-__all__ = ["create_app", "ready_to_serve"]
+__all__ = ["after_fork", "create_app", "ready_to_serve"]
 
 # Objects (not settings) that tests may inject through test_config.
 _INJECTABLE = ("clock", "redis", "rfi", "sms")
@@ -61,14 +61,30 @@ def ready_to_serve(app: object) -> int:
     Without the freeze, each full collection walks those ~165,000 start-up objects again: a pause of
     ~0.1 s for every thread of the worker (measured in a bench worker), rare in steady state but
     a p99 spike each time. Frozen objects are never collected, which start-up objects never are anyway.
-    Called by gunicorn after a worker loaded the app (``config/gunicorn.conf.py``); returns the number
-    of objects frozen."""
+    gunicorn calls it in the master once it preloaded the app, before the first fork (what the workers
+    inherit then stays shared: Python's ``gc.freeze`` documentation), and again in each worker
+    (``config/gunicorn.conf.py``), where it only has the worker's few new objects to freeze; returns the
+    number of objects frozen."""
     if isinstance(app, Flask):  # another WSGI app under this configuration (the bench's floor) is only frozen
         for name in app.jinja_env.list_templates(extensions=("html", "txt")):
             app.jinja_env.get_template(name)
     gc.collect()  # what start-up left as garbage goes now, not frozen for the worker's life
     gc.freeze()
     return gc.get_freeze_count()
+
+
+def after_fork(app: object) -> None:
+    """In a worker forked from a master that loaded the app (gunicorn's ``preload_app``): the database
+    pool forgets any connection the master holds, so that no socket is shared between processes; each
+    worker opens its own on first use. ``close=False``: closing them here would end the master's sessions
+    on the server (SQLAlchemy, "Using Connection Pools with Multiprocessing or os.fork()"). redis-py's
+    pools notice the new process id by themselves and start afresh (``ConnectionPool._checkpid``)."""
+    if isinstance(app, Flask):
+        from idp.extensions import db
+
+        with app.app_context():
+            for engine in db.engines.values():
+                engine.dispose(close=False)
 
 
 class _SessionInterface(SecureCookieSessionInterface):
