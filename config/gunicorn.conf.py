@@ -70,7 +70,8 @@ def when_ready(server: object) -> None:
     from idp import ready_to_serve
     from idp.settings import load_settings
 
-    ready_to_serve(server.app.wsgi())  # type: ignore[attr-defined]
+    if server.cfg.preload_app:  # type: ignore[attr-defined]
+        ready_to_serve(server.app.wsgi())  # type: ignore[attr-defined]
 
     bind = load_settings().metrics_bind
     if bind:
