@@ -207,8 +207,9 @@ class Settings:
                                             "every person's account: longer than people's).", default=12)
     advisor_search_limit: int = _doc("Account searches (by NIR) one advisor may make per window.", default=60)
     advisor_search_window: int = _doc("Window of advisor_search_limit.", default=3600)
-    advisor_sms_limit: int = _doc("Provisional codes the advisors' console may text to one person (identity) per "
-                                  "sliding window; passing it blocks further texts to them for the window.", default=3)
+    advisor_sms_limit: int = _doc("Provisional codes the advisors' console and the operator CLI may text to one "
+                                  "person (identity) per sliding window; passing it blocks further texts to them "
+                                  "for the window.", default=3)
     advisor_sms_window: int = _doc("Sliding window of advisor_sms_limit.", default=86400)
     advisor_sms_per_advisor: int = _doc("Provisional codes one advisor may text per sliding window, all people "
                                         "together (a stolen advisor session cannot flood phones).", default=20)
@@ -401,10 +402,10 @@ def _validate_production(s: Settings) -> None:
         raise SettingsError("IDP_ISSUER", "must be an https:// URL in production")
     if s.redis_url.startswith("memory://"):
         raise SettingsError("IDP_REDIS_URL", "memory:// keeps state in one process; use a Redis server in production")
-    if s.redis_url.startswith("redis+sentinel://") and s.redis_wait_replicas < 1:
-        raise SettingsError("IDP_REDIS_WAIT_REPLICAS", "must be at least 1 with a Sentinel-managed Redis: without a "
-                            "replica's acknowledgement a failover forgets the guesses, locks and quotas that only "
-                            "the old primary held")
+    if s.redis_url.startswith(("redis+sentinel://", "redis+cluster://")) and s.redis_wait_replicas < 1:
+        raise SettingsError("IDP_REDIS_WAIT_REPLICAS", "must be at least 1 with a Sentinel-managed Redis or a Redis "
+                            "Cluster: without a replica's acknowledgement a failover forgets the guesses, locks and "
+                            "quotas that only the old primary held (a primary without replicas waits for none)")
     if s.database_url.startswith("sqlite"):
         raise SettingsError("IDP_DATABASE_URL", "SQLite is for development; use PostgreSQL in production")
     if s.staff_oidc_metadata_url and not s.staff_oidc_metadata_url.startswith("https://"):

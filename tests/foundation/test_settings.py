@@ -153,14 +153,16 @@ def test_production_refuses_an_http_registry_and_accepts_the_hardened_exceptions
     assert parent.rp_id == "ameli.example"
 
 
-def test_production_on_sentinel_refuses_security_writes_no_replica_acknowledges():
-    """A Sentinel failover promotes a replica: a lock or a counted guess only the old primary held would be
-    forgotten (fresh guesses for an attacker who can cause one), unless a replica acknowledged it (WAIT)."""
-    sentinel = {**SECURE, "IDP_REDIS_URL": "redis+sentinel://s1:26379,s2:26379,s3:26379/idp/0"}
+@pytest.mark.parametrize("url", ["redis+sentinel://s1:26379,s2:26379,s3:26379/idp/0",
+                                 "redis+cluster://r1:7000,r2:7001,r3:7002"])
+def test_production_on_a_failover_topology_refuses_security_writes_no_replica_acknowledges(url):
+    """A Sentinel or a Cluster failover promotes a replica: a lock or a counted guess only the old primary held
+    would be forgotten (fresh guesses for an attacker who can cause one), unless a replica acknowledged it (WAIT)."""
+    topology = {**SECURE, "IDP_REDIS_URL": url}
     with pytest.raises(SettingsError) as caught:
-        load_settings(environ=sentinel)
+        load_settings(environ=topology)
     assert caught.value.setting == "IDP_REDIS_WAIT_REPLICAS"
-    assert load_settings(environ={**sentinel, "IDP_REDIS_WAIT_REPLICAS": "1"}).redis_wait_replicas == 1
+    assert load_settings(environ={**topology, "IDP_REDIS_WAIT_REPLICAS": "1"}).redis_wait_replicas == 1
 
 
 @pytest.mark.parametrize("issuer", ["http://192.168.1.20:5000", "http://idp.lan:5000", "https://connexion.ameli.example"])
