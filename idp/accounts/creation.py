@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 
 from idp import audit
 from idp.accounts import codes, service
@@ -33,6 +34,7 @@ from idp.rfi_adapter.base import Identity
 
 WRONG = "Les informations saisies sont erronées. Merci de vérifier votre saisie."
 SMS_CODE = "sms"
+SMS_PERSON_QUOTA = "advisor-sms"  # provisional codes texted to one identity (keyed NIR hash), whoever sends them
 
 
 class IdentityMismatch(BadRequest):
@@ -52,6 +54,14 @@ class TooManyAttempts(TooManyRequests):
 
 class NoPhone(LookupError):
     """The RFI has no mobile number for this person (advisor: offer Carte Vitale + IBAN instead)."""
+
+
+class PersonSmsLimit(Exception):
+    """The person already received ``advisor_sms_limit`` provisional codes in the window; none is sent."""
+
+    def __init__(self, until: datetime | None) -> None:
+        super().__init__("provisional code SMS limit reached for this person")
+        self.until = until
 
 
 @dataclass(kw_only=True)
@@ -167,17 +177,30 @@ def check_identity(nir: Nir, birthdate: str, vitale_card_serial: str, iban_end: 
 
 
 def send_provisional_code(nir: Nir) -> str:
-    """Advisor action: text a provisional code to the RFI mobile number; returns the number masked."""
+    """Text a provisional code to the RFI mobile number (advisors' console, operator CLI); returns the number
+    masked. Within the person's atomic sliding-window quota (``advisor_sms_limit`` per ``advisor_sms_window``,
+    one Lua script: :func:`idp.mfa.limits.take_quota`) whoever asks, so that no operator path can flood a
+    person's phone; the unit is given back when nothing was sent (no mobile, gateway down).
+    Raises :class:`PersonSmsLimit`, :class:`NoPhone` or the gateway's ``SmsNotSent``."""
     from idp.notify import get_sms
 
-    identity = get_rfi().lookup(nir)
-    if not identity.phone:
-        raise NoPhone()
     s = settings()
-    code = codes.issue(SMS_CODE, service.nir_hmac(nir), digits=8, ttl=s.provisional_code_ttl)
-    get_sms().send(identity.phone, f"Assurance Maladie : votre code provisoire pour recréer votre compte ameli "
-                                   f"est {code}. Il est valable {s.provisional_code_ttl // 60} minutes. "
-                                   "Ne le communiquez à personne.")
+    person = service.nir_hmac(nir)
+    unit = limits.take_quota(SMS_PERSON_QUOTA, person, quota=s.advisor_sms_limit, window=s.advisor_sms_window,
+                             block=s.advisor_sms_window)
+    if unit.ticket is None:
+        raise PersonSmsLimit(unit.blocked_until)
+    try:
+        identity = get_rfi().lookup(nir)
+        if not identity.phone:
+            raise NoPhone()
+        code = codes.issue(SMS_CODE, person, digits=8, ttl=s.provisional_code_ttl)
+        get_sms().send(identity.phone, f"Assurance Maladie : votre code provisoire pour recréer votre compte ameli "
+                                       f"est {code}. Il est valable {s.provisional_code_ttl // 60} minutes. "
+                                       "Ne le communiquez à personne.")
+    except BaseException:
+        limits.give_back_quota(SMS_PERSON_QUOTA, person, unit.ticket)
+        raise
     audit.record("account.recreation.code_sent")
     return masked_phone(identity.phone)
 

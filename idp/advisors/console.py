@@ -36,7 +36,6 @@ from idp.nir import Nir
 from idp.webauthn.models import as_utc
 
 MAX_REASON = 500
-SMS_PERSON_QUOTA = "advisor-sms"  # per identity (keyed NIR hash)
 SMS_ADVISOR_QUOTA = "advisor-sms-by"  # per advisor
 # A run of 11+ digits (spaces allowed) typed in a reason is masked: a NIR must not land in the audit trail.
 _DIGITS = re.compile(r"\d[\d .-]{9,}\d")
@@ -231,8 +230,9 @@ def _sms_refused(advisor: Advisor, scope: str, until: datetime | None) -> SmsLim
 
 def _send_sms(found: Found, advisor: Advisor) -> dict[str, Any]:
     """Text the provisional code, within two atomic sliding-window quotas (:func:`idp.mfa.limits.take_quota`,
-    one Lua script each: no worker can pass them): per person (identity, as there is no account yet) and per
-    advisor, all people together. A unit is given back when nothing was sent (no mobile, gateway down)."""
+    one Lua script each: no worker can pass them): per advisor, all people together (here), and per person
+    (identity, as there is no account yet: :func:`idp.accounts.creation.send_provisional_code`). A unit is
+    given back when nothing was sent (no mobile, gateway down, the person's limit reached)."""
     from idp.accounts import creation
     from idp.notify.sms import SmsNotSent
 
@@ -240,21 +240,16 @@ def _send_sms(found: Found, advisor: Advisor) -> dict[str, Any]:
     if accounts.find_account(nir) is not None:
         raise BadRequest("Un compte existe pour cette personne : réinitialisez-le d'abord.", detail="account exists")
     s = settings()
-    person = accounts.nir_hmac(nir)
     by_advisor = limits.take_quota(SMS_ADVISOR_QUOTA, advisor.id, quota=s.advisor_sms_per_advisor,
                                    window=s.advisor_sms_per_advisor_window, block=s.advisor_sms_per_advisor_window)
     if by_advisor.ticket is None:
         raise _sms_refused(advisor, "advisor", by_advisor.blocked_until)
-    to_person = limits.take_quota(SMS_PERSON_QUOTA, person, quota=s.advisor_sms_limit, window=s.advisor_sms_window,
-                                  block=s.advisor_sms_window)
-    if to_person.ticket is None:
-        limits.give_back_quota(SMS_ADVISOR_QUOTA, advisor.id, by_advisor.ticket)
-        raise _sms_refused(advisor, "person", to_person.blocked_until)
     try:
         return {"phone": creation.send_provisional_code(nir)}
-    except (creation.NoPhone, SmsNotSent) as exc:
+    except (creation.NoPhone, creation.PersonSmsLimit, SmsNotSent) as exc:
         limits.give_back_quota(SMS_ADVISOR_QUOTA, advisor.id, by_advisor.ticket)
-        limits.give_back_quota(SMS_PERSON_QUOTA, person, to_person.ticket)
+        if isinstance(exc, creation.PersonSmsLimit):
+            raise _sms_refused(advisor, "person", exc.until) from None
         if isinstance(exc, SmsNotSent):
             raise
         raise BadRequest("Aucun numéro de téléphone mobile n'est enregistré pour cette personne : invitez-la à "

@@ -235,6 +235,30 @@ def test_cli_reset_with_sms_uses_the_dev_gateway(cli: Any, tmp_path: Any, record
     assert json.loads(result.output)["sms_sent_to"] == "+33 6 ** ** ** 01"
 
 
+@pytest.mark.redis
+def test_cli_reset_with_sms_stays_within_the_persons_sms_limit(
+        cli: Any, tmp_path: Any, records: list[dict[str, Any]], redis_url: str, redis_prefix: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An operator (or a script looping over ``idp accounts reset --sms``) cannot flood a person's phone: the
+    per-person limit of the advisors' console holds for the CLI too (counted in the real Redis across runs)."""
+    monkeypatch.setenv("IDP_REDIS_URL", redis_url)
+    monkeypatch.setenv("IDP_REDIS_PREFIX", redis_prefix)
+    monkeypatch.setenv("IDP_ADVISOR_SMS_LIMIT", "2")
+    path = tmp_path / "rfi.json"
+    path.write_text(json.dumps(records), encoding="utf-8")
+    cli("rfi", "import", str(path))
+    nir = by_name(records, "DUPONT")["nir"]
+    outcomes = []
+    for _ in range(3):
+        cli("accounts", "create", "--nir", nir, "--password", PASSWORD, "--email", "m@example.fr")
+        outcomes.append(cli("accounts", "reset", nir, "--sms", "--json"))
+    assert [o.exit_code for o in outcomes] == [0, 0, 1]
+    assert [json.loads(o.output).get("sms_sent_to") for o in outcomes[:2]] == ["+33 6 ** ** ** 01"] * 2
+    refused = json.loads(outcomes[2].output)
+    assert refused["error"] == "sms_limit" and "maximum of provisional codes" in refused["message"]
+    assert cli("accounts", "show", nir, "--json").exit_code == 1  # the reset itself was done
+
+
 def test_forgotten_password_requests_are_limited_per_address(loaded: Any, records: list[dict[str, Any]],
                                                              mailbox: Any) -> None:
     """One address cannot probe NIRs or flood mailboxes through the reset page: past the limit, a 429 page."""
