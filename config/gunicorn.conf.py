@@ -38,13 +38,15 @@ limit_request_field_size = 8190
 
 
 # Prometheus multiprocess mode: every process writes its metrics under this directory, /metrics (or the
-# master's metrics_bind server) adds them up. Set, emptied and created here, when gunicorn reads this file:
-# the master imports prometheus_client while it preloads the app, and a previous run's dead workers must not
-# count.
+# master's metrics_bind server) adds them up. Set, emptied and created here, when gunicorn first reads this
+# file: the master imports prometheus_client while it preloads the app, and a previous run's dead workers must
+# not count. Not again when a SIGHUP makes the same master read it anew: the live workers' counters stay.
 _METRICS_DIR = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", os.path.join(tempfile.gettempdir(),
                                                                             f"idp-metrics-{os.getpid()}"))
-shutil.rmtree(_METRICS_DIR, ignore_errors=True)
-os.makedirs(_METRICS_DIR, exist_ok=True)
+if os.environ.get("IDP_METRICS_DIR_OWNER") != str(os.getpid()):
+    shutil.rmtree(_METRICS_DIR, ignore_errors=True)
+    os.makedirs(_METRICS_DIR, exist_ok=True)
+    os.environ["IDP_METRICS_DIR_OWNER"] = str(os.getpid())
 
 
 def _validate_settings() -> None:
