@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import shutil
 import sys
 import tempfile
 
@@ -38,31 +37,41 @@ limit_request_field_size = 8190
 
 
 # Prometheus multiprocess mode: every process writes its metrics under this directory, /metrics (or the
-# master's metrics_bind server) adds them up. Set, emptied and created here, when gunicorn first reads this
-# file: the master imports prometheus_client while it preloads the app, and a previous run's dead workers must
-# not count. Not again when a SIGHUP makes the same master read it anew: the live workers' counters stay.
+# master's metrics_bind server) adds them up. Made here, when gunicorn reads this file (the master imports
+# prometheus_client while it preloads the app); emptied in on_starting, once per start, so that a previous
+# run's dead workers do not count (not on a SIGHUP, which reads this file again, nor by `--check-config`).
 _METRICS_DIR = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", os.path.join(tempfile.gettempdir(),
                                                                             f"idp-metrics-{os.getpid()}"))
-if os.environ.get("IDP_METRICS_DIR_OWNER") != str(os.getpid()):
-    shutil.rmtree(_METRICS_DIR, ignore_errors=True)
-    os.makedirs(_METRICS_DIR, exist_ok=True)
-    os.environ["IDP_METRICS_DIR_OWNER"] = str(os.getpid())
+os.makedirs(_METRICS_DIR, exist_ok=True)
 
 
 def _validate_settings() -> None:
     """Validate the settings before the master loads the app: a bad value stops the start with one clear
-    line (exit status 2), not a traceback from inside the application factory."""
+    line (exit status 2), not a traceback from inside the application factory. Once per master: a SIGHUP
+    reads this file again, and the preloaded app would not take new settings anyway (restart for those);
+    a bad file then must not end the running master. Settings given with gunicorn's ``-e`` are applied
+    after this check: give them as environment variables of the process."""
     from idp.errors import SettingsError
     from idp.settings import load_settings
 
+    if os.environ.get("IDP_SETTINGS_CHECKED_BY") == str(os.getpid()):
+        return
     try:
         load_settings()
     except SettingsError as exc:
         print(f"Configuration error: {exc.setting}: {exc.message}", file=sys.stderr)
         sys.exit(2)
+    os.environ["IDP_SETTINGS_CHECKED_BY"] = str(os.getpid())
 
 
 _validate_settings()
+
+
+def on_starting(server: object) -> None:
+    """Empty the metrics directory of a previous run (its workers' files would be added up with ours)."""
+    for name in os.listdir(_METRICS_DIR):
+        if name.endswith(".db"):
+            os.remove(os.path.join(_METRICS_DIR, name))
 
 
 def when_ready(server: object) -> None:
@@ -86,7 +95,8 @@ def post_fork(server: object, worker: object) -> None:
     """A worker forked from the master's app opens its own database connections (``idp.after_fork``)."""
     from idp import after_fork
 
-    after_fork(worker.app.wsgi())  # type: ignore[attr-defined]
+    if server.cfg.preload_app:  # type: ignore[attr-defined]
+        after_fork(worker.app.wsgi())  # type: ignore[attr-defined]
 
 
 def post_worker_init(worker: object) -> None:

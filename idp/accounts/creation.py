@@ -16,6 +16,7 @@ only that id, in the signed session); the NIR in it is encrypted. Domain code on
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -31,6 +32,8 @@ from idp.mfa import limits
 from idp.nir import Nir
 from idp.rfi_adapter import IdentityNotFound, get_rfi
 from idp.rfi_adapter.base import Identity
+
+log = logging.getLogger(__name__)
 
 WRONG = "Les informations saisies sont erronées. Merci de vérifier votre saisie."
 SMS_CODE = "sms"
@@ -198,11 +201,22 @@ def send_provisional_code(nir: Nir) -> str:
         get_sms().send(identity.phone, f"Assurance Maladie : votre code provisoire pour recréer votre compte ameli "
                                        f"est {code}. Il est valable {s.provisional_code_ttl // 60} minutes. "
                                        "Ne le communiquez à personne.")
-    except BaseException:
-        limits.give_back_quota(SMS_PERSON_QUOTA, person, unit.ticket)
+    except Exception as exc:
+        if not getattr(exc, "maybe_sent", False):  # a text that may have gone out stays counted
+            give_back_units([(SMS_PERSON_QUOTA, person, unit.ticket)])
         raise
     audit.record("account.recreation.code_sent")
     return masked_phone(identity.phone)
+
+
+def give_back_units(units: list[tuple[str, str, str]]) -> None:
+    """Give back quota units (name, subject, ticket) whose SMS was not sent; a failure to do so (Redis down)
+    is logged and leaves the units spent, never hiding the caller's original error."""
+    for name, subject, ticket in units:
+        try:
+            limits.give_back_quota(name, subject, ticket)
+        except Exception:
+            log.warning("quota unit not given back", extra={"quota": name})
 
 
 def masked_phone(phone: str) -> str:

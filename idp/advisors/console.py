@@ -232,7 +232,8 @@ def _send_sms(found: Found, advisor: Advisor) -> dict[str, Any]:
     """Text the provisional code, within two atomic sliding-window quotas (:func:`idp.mfa.limits.take_quota`,
     one Lua script each: no worker can pass them): per advisor, all people together (here), and per person
     (identity, as there is no account yet: :func:`idp.accounts.creation.send_provisional_code`). A unit is
-    given back when nothing was sent (no mobile, gateway down, the person's limit reached)."""
+    given back when nothing was sent (no mobile, the gateway unreached or refusing, the person's limit
+    reached), not when the text may have gone out (the gateway's answer lost: ``SmsNotSent.maybe_sent``)."""
     from idp.accounts import creation
     from idp.notify.sms import SmsNotSent
 
@@ -247,7 +248,8 @@ def _send_sms(found: Found, advisor: Advisor) -> dict[str, Any]:
     try:
         return {"phone": creation.send_provisional_code(nir)}
     except (creation.NoPhone, creation.PersonSmsLimit, SmsNotSent) as exc:
-        limits.give_back_quota(SMS_ADVISOR_QUOTA, advisor.id, by_advisor.ticket)
+        if not (isinstance(exc, SmsNotSent) and exc.maybe_sent):  # a text that may have gone out stays counted
+            creation.give_back_units([(SMS_ADVISOR_QUOTA, advisor.id, by_advisor.ticket)])
         if isinstance(exc, creation.PersonSmsLimit):
             raise _sms_refused(advisor, "person", exc.until) from None
         if isinstance(exc, SmsNotSent):

@@ -85,6 +85,77 @@ def test_a_text_the_gateway_refused_gives_its_units_back(registry: Any, advisor:
     assert len(sms.sent) == 3
 
 
+def test_a_text_whose_gateway_answer_was_lost_stays_counted(registry: Any, advisor: Any, sms: RecordingSms,
+                                                             monkeypatch: Any) -> None:
+    """Attack: with a slow gateway (the text delivered, its answer timing out), a refund per attempt would let a
+    stolen advisor session text one person without limit. A failure that may have gone out keeps its units."""
+    client, _staff = advisor
+    dossier = dossier_of(client, WITH_PHONE[1]["nir"])
+
+    def delivered_but_timed_out(phone: str, text_: str) -> None:
+        sms.sent.append((phone, text_))  # the gateway delivered it...
+        failure = SmsNotSent(detail="ReadTimeout")
+        failure.maybe_sent = True  # ...and its answer was lost
+        raise failure
+
+    with monkeypatch.context() as patch:
+        patch.setattr(sms, "send", delivered_but_timed_out)
+        assert [send(client, dossier).status_code for _ in range(3)] == [503] * 3
+    assert send(client, dossier).status_code == 429  # the person's limit holds
+    assert len(sms.sent) == 3
+
+
+@pytest.mark.parametrize(("answer", "maybe_sent"), [("refused", False), (400, False), (500, True),
+                                                    ("silent", True)])
+def test_the_http_gateway_says_whether_a_failed_text_may_have_gone_out(answer: Any, maybe_sent: bool) -> None:
+    """Unreached (connection refused) or refused by the gateway (4xx): nothing went out, the unit is given back.
+    A 5xx or no answer in time (the request was sent): it may have gone out, the unit stays spent."""
+    import socket
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from idp.notify.sms import HttpSmsGateway
+
+    servers: list[Any] = []
+    if answer == "refused":
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()  # nobody listens there now
+    elif answer == "silent":
+        silent = socket.socket()  # accepts the connection, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        servers.append(silent)
+        port = silent.getsockname()[1]
+    else:
+        class Answer(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers["Content-Length"]))
+                self.send_response(answer)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        http = HTTPServer(("127.0.0.1", 0), Answer)
+        threading.Thread(target=http.serve_forever, daemon=True).start()
+        servers.append(http)
+        port = http.server_address[1]
+    try:
+        with pytest.raises(SmsNotSent) as failed:
+            HttpSmsGateway(f"http://127.0.0.1:{port}/sms", timeout=0.5).send("+33612345601", "texte")
+        assert failed.value.maybe_sent is maybe_sent
+    finally:
+        for server in servers:
+            if isinstance(server, HTTPServer):
+                server.shutdown()
+                server.server_close()
+            else:
+                server.close()
+
+
 # --- parallel: a stolen advisor session fires at once (PostgreSQL and the real Redis) ---------------------
 PARALLEL = 12
 

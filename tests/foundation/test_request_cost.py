@@ -79,7 +79,7 @@ def test_a_worker_ready_to_serve_has_every_page_compiled_and_its_start_up_object
     # The config sets PROMETHEUS_MULTIPROC_DIR when absent: set here, it is restored after the test (left in
     # this process's environment, it would put every server a later test starts in multiprocess mode).
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
-    monkeypatch.setenv("IDP_METRICS_DIR_OWNER", "test")  # the config marks the directory as its process's
+    monkeypatch.setenv("IDP_SETTINGS_CHECKED_BY", "test")  # the config marks the settings checked by its process
     config = runpy.run_path("config/gunicorn.conf.py")
     try:
         config["post_worker_init"](worker)

@@ -91,3 +91,62 @@ def test_workers_forked_from_the_preloaded_app_are_replaced_and_keep_their_own_c
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+def test_a_bad_setting_stops_the_preloading_master_with_one_line(tmp_path: Path) -> None:
+    """The settings are checked when gunicorn reads the config, before the master loads the app."""
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "gunicorn"), "idp:create_app()", "-c", str(ROOT / "config/gunicorn.conf.py")],
+        env={**os.environ, "IDP_SMTP_PORT": "abc", "IDP_CONFIG": "", "IDP_BIND": f"127.0.0.1:{free_port()}",
+             "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")},
+        cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "Configuration error: IDP_SMTP_PORT" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_sighup_keeps_the_live_workers_metrics_and_a_new_start_forgets_a_dead_runs(tmp_path: Path) -> None:
+    """The metrics directory is emptied once per start (a previous run's files would be added up), not when a
+    SIGHUP makes the master read the config again (the requests counted so far stay counted)."""
+    import signal
+
+    from tests.conftest import TEST_SECRET
+
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    (metrics / "counter_999999.db").write_bytes(b"")  # a dead run's file
+    port, metrics_port = free_port(), free_port()
+    env = {**os.environ, "IDP_ENV": "development", "IDP_SECRET_KEY": TEST_SECRET, "IDP_CONFIG": "",
+           "IDP_ISSUER": f"http://127.0.0.1:{port}", "IDP_DATABASE_URL": f"sqlite:///{tmp_path}/idp.sqlite3",
+           "IDP_BIND": f"127.0.0.1:{port}", "IDP_WORKERS": "2", "IDP_METRICS_BIND": f"127.0.0.1:{metrics_port}",
+           "PROMETHEUS_MULTIPROC_DIR": str(metrics), "IDP_LOG_LEVEL": "WARNING"}
+    process = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "idp:create_app()", "-c",
+                                str(ROOT / "config/gunicorn.conf.py")], env=env, cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def counted() -> float:
+        text = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("idp_http_request_duration_seconds_count") and 'route="/healthz"' in line)
+
+    def healthy() -> bool:
+        try:
+            return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+    try:
+        wait_until(healthy, timeout=40, what="gunicorn")
+        assert not (metrics / "counter_999999.db").exists()
+        for _ in range(20):
+            requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+        before = counted()
+        assert before >= 20
+        process.send_signal(signal.SIGHUP)
+        wait_until(lambda: healthy() and counted() >= before, timeout=30, what="the reloaded workers")
+        for _ in range(5):
+            requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+        assert counted() >= before + 5
+        assert process.poll() is None
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
