@@ -139,7 +139,7 @@ def test_gunicorn_workers_add_up_on_the_masters_private_address(tmp_path: Any) -
     import requests
 
     from tests.conftest import TEST_SECRET
-    from tests.resilience.harness import wait_until
+    from tests.resilience.harness import answers_200, wait_until
 
     port, metrics_port = free_port(), free_port()
     env = {**os.environ, "IDP_ENV": "development", "IDP_SECRET_KEY": TEST_SECRET, "IDP_ISSUER": f"http://127.0.0.1:{port}",
@@ -150,14 +150,8 @@ def test_gunicorn_workers_add_up_on_the_masters_private_address(tmp_path: Any) -
                                 "config/gunicorn.conf.py"], env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
 
-    def up() -> bool:
-        try:
-            return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
-        except requests.RequestException:
-            return False
-
     try:
-        wait_until(up, timeout=40, what="gunicorn")
+        wait_until(lambda: answers_200(f"http://127.0.0.1:{port}/healthz"), timeout=40, what="gunicorn")
         for _ in range(30):  # spread over both workers by the kernel
             requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
         assert requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).status_code == 404  # not on the app

@@ -37,6 +37,14 @@ def wait_until(predicate: object, *, timeout: float, what: str, step: float = 0.
 
 
 # --- gunicorn ------------------------------------------------------------------------------------
+def answers_200(url: str) -> bool:
+    """True when ``GET url`` answers 200 now (a server coming up: any network error is "not yet")."""
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
 @dataclass
 class Gunicorn:
     """``gunicorn 'idp:create_app()' -w <workers>`` configured through ``IDP_*`` variables."""

@@ -21,7 +21,7 @@ import requests
 
 from tests.conftest import free_port
 from tests.oidc.conftest import flow, login, make_person, make_rp, redeem
-from tests.resilience.harness import idp_env, wait_until
+from tests.resilience.harness import answers_200, idp_env, wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
@@ -40,10 +40,7 @@ def _production_config_server(env: dict[str, str], tmp_path: Path) -> tuple[subp
 
     def up() -> bool:
         assert process.poll() is None, log.read_text()[-2000:]
-        try:
-            return requests.get(url + "/readyz", timeout=2).status_code == 200
-        except requests.RequestException:
-            return False
+        return answers_200(url + "/readyz")
 
     wait_until(up, timeout=40, what="gunicorn under config/gunicorn.conf.py")
     return process, url, log
@@ -129,10 +126,7 @@ def test_a_sighup_keeps_the_live_workers_metrics_and_a_new_start_forgets_a_dead_
                    if line.startswith("idp_http_request_duration_seconds_count") and 'route="/healthz"' in line)
 
     def healthy() -> bool:
-        try:
-            return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
-        except requests.RequestException:
-            return False
+        return answers_200(f"http://127.0.0.1:{port}/healthz")
 
     try:
         wait_until(healthy, timeout=40, what="gunicorn")
