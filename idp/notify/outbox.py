@@ -9,6 +9,7 @@ in flight (tests, and graceful shutdown hooks).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -20,6 +21,18 @@ log = logging.getLogger(__name__)
 _pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="idp-outbox")
 _pending: set[Future[None]] = set()
 _lock = threading.Lock()
+
+
+def _afresh_in_child() -> None:
+    """A forked process (a gunicorn worker of a preloading master) gets its own pool: the parent's threads
+    do not exist in it, and neither should the parent's jobs or a lock a parent thread may have held."""
+    global _pool, _pending, _lock
+    _pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="idp-outbox")
+    _pending = set()
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_afresh_in_child)
 
 
 def send_later(app: Flask, job: Callable[[], None]) -> Future[None]:

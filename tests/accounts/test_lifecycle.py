@@ -330,3 +330,26 @@ def test_a_failed_reset_mail_withdraws_only_its_own_link(loaded: Any, records: l
     finally:
         mail_state.port = original_port
     assert client.get(newer).status_code == 200
+
+
+def test_a_forked_worker_sends_later_mail_through_its_own_pool(app: Any) -> None:
+    """With gunicorn preloading the app, the outbox module is imported in the master: a forked worker must
+    still run its jobs. The parent's sender thread, idle after a job, does not exist in the child: an inherited
+    pool would count on it and leave the child's mail queued for ever."""
+    import os
+    import threading
+
+    from idp.notify import outbox
+
+    outbox.send_later(app, lambda: None).result(5)  # the parent's pool now has an idle thread
+    pid = os.fork()
+    if pid == 0:  # the child: a job of its own must complete
+        status = 1
+        try:
+            done = threading.Event()
+            outbox.send_later(app, done.set)
+            status = 0 if done.wait(5) else 1
+        finally:
+            os._exit(status)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the forked process's job never ran"
