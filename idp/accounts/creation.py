@@ -16,7 +16,6 @@ only that id, in the signed session); the NIR in it is encrypted. Domain code on
 from __future__ import annotations
 
 import json
-import logging
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -32,8 +31,6 @@ from idp.mfa import limits
 from idp.nir import Nir
 from idp.rfi_adapter import IdentityNotFound, get_rfi
 from idp.rfi_adapter.base import Identity
-
-log = logging.getLogger(__name__)
 
 WRONG = "Les informations saisies sont erronées. Merci de vérifier votre saisie."
 SMS_CODE = "sms"
@@ -183,7 +180,8 @@ def send_provisional_code(nir: Nir) -> str:
     """Text a provisional code to the RFI mobile number (advisors' console, operator CLI); returns the number
     masked. Within the person's atomic sliding-window quota (``advisor_sms_limit`` per ``advisor_sms_window``,
     one Lua script: :func:`idp.mfa.limits.take_quota`) whoever asks, so that no operator path can flood a
-    person's phone; the unit is given back when nothing was sent (no mobile, gateway down).
+    person's phone; the unit is given back when nothing was sent (no mobile, the gateway unreached or
+    refusing), not when the text may have gone out (``SmsNotSent.maybe_sent``).
     Raises :class:`PersonSmsLimit`, :class:`NoPhone` or the gateway's ``SmsNotSent``."""
     from idp.notify import get_sms
 
@@ -203,20 +201,10 @@ def send_provisional_code(nir: Nir) -> str:
                                        "Ne le communiquez à personne.")
     except Exception as exc:
         if not getattr(exc, "maybe_sent", False):  # a text that may have gone out stays counted
-            give_back_units([(SMS_PERSON_QUOTA, person, unit.ticket)])
+            limits.give_back_quota(SMS_PERSON_QUOTA, person, unit.ticket)
         raise
     audit.record("account.recreation.code_sent")
     return masked_phone(identity.phone)
-
-
-def give_back_units(units: list[tuple[str, str, str]]) -> None:
-    """Give back quota units (name, subject, ticket) whose SMS was not sent; a failure to do so (Redis down)
-    is logged and leaves the units spent, never hiding the caller's original error."""
-    for name, subject, ticket in units:
-        try:
-            limits.give_back_quota(name, subject, ticket)
-        except Exception:
-            log.warning("quota unit not given back", extra={"quota": name})
 
 
 def masked_phone(phone: str) -> str:

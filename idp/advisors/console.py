@@ -249,7 +249,7 @@ def _send_sms(found: Found, advisor: Advisor) -> dict[str, Any]:
         return {"phone": creation.send_provisional_code(nir)}
     except (creation.NoPhone, creation.PersonSmsLimit, SmsNotSent) as exc:
         if not (isinstance(exc, SmsNotSent) and exc.maybe_sent):  # a text that may have gone out stays counted
-            creation.give_back_units([(SMS_ADVISOR_QUOTA, advisor.id, by_advisor.ticket)])
+            limits.give_back_quota(SMS_ADVISOR_QUOTA, advisor.id, by_advisor.ticket)
         if isinstance(exc, creation.PersonSmsLimit):
             raise _sms_refused(advisor, "person", exc.until) from None
         if isinstance(exc, SmsNotSent):

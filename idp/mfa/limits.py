@@ -16,6 +16,7 @@ application clock passed in as arguments; Redis TTLs only clean up.
 from __future__ import annotations
 
 import ipaddress
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -23,6 +24,8 @@ from idp.clock import timestamp
 from idp.crypto import new_token
 from idp.extensions import clock, hashtag, redis_client, rkey, settings
 from idp.redis_store import durable, script
+
+log = logging.getLogger(__name__)
 
 # Reserve one attempt BEFORE the guess is checked, so that parallel requests cannot all be checked
 # before the lock is set. KEYS[1] = this kind's hash {count, lock_until}; KEYS[2] = the other kind's hash
@@ -262,8 +265,13 @@ def take_quota(name: str, subject: str, *, quota: int, window: int, block: int) 
 
 
 def give_back_quota(name: str, subject: str, ticket: str) -> None:
-    """Return a unit taken by :func:`take_quota` (the action it paid for did not happen)."""
-    redis_client().zrem(_quota_keys(name, subject)[0], ticket)
+    """Return a unit taken by :func:`take_quota` (the action it paid for did not happen). Best effort: the
+    callers give back while handling the action's own failure, which a Redis error here must not hide; the
+    unit then stays spent (logged), which errs on the side of the limit."""
+    try:
+        redis_client().zrem(_quota_keys(name, subject)[0], ticket)
+    except Exception:
+        log.warning("quota unit not given back", extra={"quota": name})
 
 
 def quota_block(name: str, subject: str) -> datetime | None:
