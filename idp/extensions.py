@@ -66,3 +66,13 @@ def hashtag(value: Any) -> str:
     carry the same tag (the account, the code digest, the quota subject...), so they share one hash slot
     and the script runs unchanged on a cluster: ``rkey("fail", "pwd", hashtag(account_id))``."""
     return "{" + str(value).replace("{", "").replace("}", "") + "}"
+
+
+def reads_without_transaction() -> None:
+    """For a request that only reads (userinfo: client, account, registry record): its statements run in
+    autocommit, which spares the BEGIN and ROLLBACK round trips and sees what each SELECT would see in a
+    READ COMMITTED transaction anyway (every statement takes a fresh snapshot). Only when the session has
+    not used the database yet; the connection goes back to the pool with its isolation level reset when
+    the session is removed (the application context's teardown)."""
+    if not db.session().in_transaction():
+        db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})

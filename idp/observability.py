@@ -114,11 +114,20 @@ def request_id(incoming: str | None) -> str:
     return incoming if incoming and _REQUEST_ID.match(incoming) else secrets.token_hex(8)
 
 
+_ACCESS = logging.getLogger("idp.access")
+
+
+def log_access(rid: str, method: str, path: str, status: int, elapsed_ms: float) -> None:
+    """The access log's line for one answered request (``path``: the route pattern, never a raw path that
+    may carry a bearer secret)."""
+    if _ACCESS.isEnabledFor(logging.INFO):
+        _ACCESS.info("request", extra={"request_id": rid, "method": method, "path": path, "status_code": status,
+                                       "ms": round(elapsed_ms, 1)})
+
+
 def init_request_logging(app: Flask) -> None:
     """Give every request an id (from a well-formed X-Request-Id or a new one) and log its outcome."""
     from flask import g, request
-
-    access = logging.getLogger("idp.access")
 
     @app.before_request
     def _start() -> None:
@@ -129,11 +138,10 @@ def init_request_logging(app: Flask) -> None:
     def _finish(response: Response) -> Response:
         rid = response.headers["X-Request-Id"] = getattr(g, "request_id", "-")
         elapsed = (time.perf_counter() - getattr(g, "started", time.perf_counter())) * 1000
-        if not access.isEnabledFor(logging.INFO):
+        if not _ACCESS.isEnabledFor(logging.INFO):
             return response
         # The route pattern, not the raw path: a path may carry a bearer secret (a reset link's token).
         rule = request.url_rule
-        path = rule.rule if rule is not None else redact(request.path)
-        access.info("request", extra={"request_id": rid, "method": request.method, "path": path,
-                                      "status_code": response.status_code, "ms": round(elapsed, 1)})
+        log_access(rid, request.method, rule.rule if rule is not None else redact(request.path),
+                   response.status_code, elapsed)
         return response

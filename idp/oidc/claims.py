@@ -12,7 +12,7 @@ is only used to look the identity up and never leaves this module.
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm.util import identity_key
@@ -21,6 +21,9 @@ from sqlalchemy.sql import Select
 from idp.crypto import decrypt, lookup_hmac
 from idp.extensions import db
 from idp.oidc.models import Client
+
+if TYPE_CHECKING:
+    from idp.oidc.tokens import EndUser
 
 SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
     "profile": ("given_name", "family_name", "preferred_username", "gender", "birthdate"),
@@ -112,3 +115,11 @@ def identity_claims(account_id: str, names: set[str]) -> dict[str, Any]:
         })
     # birthplace stays "" for people born abroad, as FranceConnect expects.
     return {k: v for k, v in values.items() if k in names and v is not None}
+
+
+def userinfo_claims(client: Client, user: EndUser, scope: str) -> dict[str, Any]:
+    """The userinfo answer (OIDC Core §5.3.2): ``sub`` as this client sees it, plus the claims the
+    granted scopes and the ``claims`` parameter's ``userinfo`` member ask for. The one definition of
+    what userinfo says, for the Authlib endpoint and for :mod:`idp.oidc.userinfo_wsgi`."""
+    names = requested_claims(scope, user.claims, "userinfo", client)
+    return {"sub": subject(client, user.account_id), **identity_claims(user.account_id, names)}

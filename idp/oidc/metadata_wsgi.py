@@ -55,7 +55,7 @@ class MetadataFastPath:
         method = environ.get("REQUEST_METHOD")
         path = environ.get("PATH_INFO")
         if (method != "GET" and method != "HEAD") or (path != DISCOVERY_PATH and path != JWKS_PATH) \
-                or "HTTP_AUTHORIZATION" in environ or not self._routable():
+                or "HTTP_AUTHORIZATION" in environ or not routable(self.app):
             return self.wrapped(environ, start_response)
         started = time.perf_counter()
         try:
@@ -67,11 +67,6 @@ class MetadataFastPath:
                                   ("X-Request-Id", request_id(environ.get("HTTP_X_REQUEST_ID"))), *self.security])
         metrics.request_timer(path, method, "200").observe(time.perf_counter() - started)
         return [body] if method == "GET" else []
-
-    def _routable(self) -> bool:
-        """Flask would match these paths for any host (no host matching configured)."""
-        config = self.app.config
-        return not config.get("SERVER_NAME") and not config.get("TRUSTED_HOSTS") and not self.app.url_map.host_matching
 
     def _discovery(self) -> bytes:
         found = self.app.extensions.get("idp.discovery_bytes")
@@ -90,6 +85,13 @@ class MetadataFastPath:
             return found
         with self.app.app_context():
             return keys.public_jwks_bytes()
+
+
+def routable(app: Flask) -> bool:
+    """Flask would match a path for any host (no host matching configured), so a layer in front of it
+    may answer by path alone."""
+    config = app.config
+    return not config.get("SERVER_NAME") and not config.get("TRUSTED_HOSTS") and not app.url_map.host_matching
 
 
 def install(app: Flask) -> None:

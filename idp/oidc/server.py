@@ -518,9 +518,7 @@ class IdpUserInfo(UserInfoEndpoint):
         """sub plus the claims the scopes and the ``claims`` parameter asked for."""
         from authlib.integrations.flask_oauth2 import current_token
 
-        client: Client = current_token.get_client()
-        names = claims.requested_claims(scope, user.claims, "userinfo", client)
-        return {"sub": claims.subject(client, user.account_id), **claims.identity_claims(user.account_id, names)}
+        return claims.userinfo_claims(current_token.get_client(), user, scope)
 
     def resolve_private_key(self) -> KeySet:
         """The current key for the client's userinfo signing algorithm."""

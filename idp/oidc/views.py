@@ -21,7 +21,7 @@ from wtforms import ValidationError
 
 from idp import metrics
 from idp.errors import BadRequest, is_dependency_failure
-from idp.extensions import db, settings
+from idp.extensions import db, reads_without_transaction, settings
 from idp.login import assurance, cookies
 from idp.login.interaction import Consent, Interaction, InteractionExpired, Step, interactions
 from idp.login.sessions import BrowserSession, sessions
@@ -327,25 +327,20 @@ def _withdraw_undelivered(*, give_back_code: bool) -> None:
         log.warning("could not withdraw an undelivered token response", exc_info=True)
 
 
-def _reads_without_transaction() -> None:
-    """Userinfo only reads (client, account, registry record): its statements run in autocommit, which
-    spares the BEGIN and ROLLBACK round trips and sees what each SELECT would see in a READ COMMITTED
-    transaction anyway (every statement takes a fresh snapshot). Only when the request has not used the
-    database yet; the connection goes back to the pool with its isolation level reset at teardown."""
-    if not db.session().in_transaction():
-        db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-
-
 @api_bp.route("/userinfo", methods=["GET", "POST"])
 def userinfo() -> ResponseReturnValue:
     """OIDC Core §5.3 (Bearer header or form body). A person the registry no longer knows: the token is
     worth nothing any more (RFC 6750 §3.1 ``invalid_token``), never a 500."""
-    _reads_without_transaction()
+    reads_without_transaction()
     try:
-        return _no_store(current_server().create_endpoint_response("userinfo"))
+        response = current_server().create_endpoint_response("userinfo")
     except IdentityNotFound:
         return _oauth_error(401, "invalid_token", "The end-user is no longer known to the identity registry.",
                             bearer=True)
+    if response.status_code == 403 and "WWW-Authenticate" not in response.headers:
+        # RFC 6750 §3: a token without ``openid`` gets the challenge too (Authlib's 403 has none).
+        response.headers["WWW-Authenticate"] = 'Bearer error="insufficient_scope", scope="openid"'
+    return _no_store(response)
 
 
 @api_bp.post("/revoke")

@@ -190,3 +190,16 @@ def decode_id_token(app: Any, id_token: str) -> dict[str, Any]:
 
     with app.app_context():
         return dict(jwt.decode(id_token, public_keyset()).claims)
+
+
+def requests_passed_on(layer: Any, monkeypatch: Any) -> list[str]:
+    """Record every request a WSGI fast-path ``layer`` passes on to what it wraps (``METHOD path``)."""
+    reached: list[str] = []
+    wrapped = layer.wrapped
+
+    def spy(environ: dict[str, Any], start_response: Any) -> Any:
+        reached.append(f"{environ['REQUEST_METHOD']} {environ['PATH_INFO']}")
+        return wrapped(environ, start_response)
+
+    monkeypatch.setattr(layer, "wrapped", spy)
+    return reached

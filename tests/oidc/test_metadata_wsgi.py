@@ -13,6 +13,7 @@ import pytest
 
 from idp.oidc.metadata_wsgi import DISCOVERY_PATH, JWKS_PATH, MetadataFastPath
 from tests.conftest import base_config
+from tests.oidc.conftest import requests_passed_on
 
 REQUEST_ID = "fixed-request-id-42"
 
@@ -36,16 +37,7 @@ def _answer(app: Any, method: str, path: str, **headers: str) -> tuple[str, list
 
 def _fast_path_taken(app: Any, monkeypatch: Any) -> list[str]:
     """Record every request that reaches Flask."""
-    reached: list[str] = []
-    layer = app.wsgi_app
-    wrapped = layer.wrapped
-
-    def spy(environ: dict[str, Any], start_response: Any) -> Any:
-        reached.append(f"{environ['REQUEST_METHOD']} {environ['PATH_INFO']}")
-        return wrapped(environ, start_response)
-
-    monkeypatch.setattr(layer, "wrapped", spy)
-    return reached
+    return requests_passed_on(app.wsgi_app, monkeypatch)
 
 
 @pytest.mark.parametrize("path", [DISCOVERY_PATH, JWKS_PATH])
