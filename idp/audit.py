@@ -15,11 +15,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import JSON, DateTime, Integer, String, event
+from sqlalchemy import JSON, DateTime, String, event
 from sqlalchemy.orm import Mapped, Session, mapped_column, scoped_session
 
 from idp import metrics
-from idp.extensions import Base, clock, db
+from idp.extensions import GROWING_ID, Base, clock, db
 
 if TYPE_CHECKING:
     from flask import Flask, Response
@@ -33,7 +33,7 @@ class AuditEvent(Base):
 
     __tablename__ = "audit_events"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(GROWING_ID, primary_key=True, autoincrement=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     event: Mapped[str] = mapped_column(String(64), index=True)
     account_id: Mapped[str | None] = mapped_column(String(36), index=True)

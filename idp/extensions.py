@@ -10,7 +10,7 @@ from flask_mail import Mail
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
-from sqlalchemy import MetaData
+from sqlalchemy import BigInteger, Integer, MetaData
 from sqlalchemy.orm import DeclarativeBase
 
 if TYPE_CHECKING:
@@ -27,6 +27,12 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+# The key of a table that grows with use (one row per audit event, per refresh-token rotation): int8 on
+# PostgreSQL, where an int4 sequence would run out within months at national scale (docs/CAPACITY.md);
+# SQLite's INTEGER PRIMARY KEY is already 64-bit and must stay spelled INTEGER to number rows itself.
+GROWING_ID = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class Base(DeclarativeBase):

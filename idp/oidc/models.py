@@ -16,7 +16,7 @@ from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Tex
 from sqlalchemy.orm import Mapped, mapped_column
 
 from idp.crypto import constant_time_equal, hash_token
-from idp.extensions import Base
+from idp.extensions import GROWING_ID, Base
 
 KINDS = ("web", "mobile", "federation")
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
@@ -129,7 +129,7 @@ class RefreshToken(Base):
 
     __tablename__ = "oidc_refresh_tokens"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(GROWING_ID, primary_key=True, autoincrement=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     family_id: Mapped[str] = mapped_column(String(64), index=True)
     client_id: Mapped[str] = mapped_column(ForeignKey("oidc_clients.client_id", ondelete="CASCADE"), index=True)

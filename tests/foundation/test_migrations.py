@@ -47,3 +47,61 @@ def test_upgrade_builds_the_schema_of_the_models_and_downgrade_removes_it(empty_
         upgrade(directory=MIGRATIONS)
         assert _diff(app) == []
         db.engine.dispose()
+
+
+INT4_MAX = 2_147_483_647
+GROWING = ("audit_events", "oidc_refresh_tokens")
+
+
+def _sequence(table: str) -> str:
+    from sqlalchemy import text
+
+    return str(db.session.execute(text(f"SELECT pg_get_serial_sequence('{table}', 'id')")).scalar())
+
+
+def test_the_migrated_growing_tables_number_rows_past_the_int4_maximum(clock):
+    """One row per audit event and per refresh-token rotation: at national rates an int4 key (column or
+    sequence) runs out within months. After the migrations both go on past 2 147 483 647."""
+    from sqlalchemy import text
+
+    from idp import audit
+
+    with temporary_postgres_database(f"idp_mig_{uuid.uuid4().hex[:10]}") as url:
+        app = create_app(base_config(clock, None, database_url=url, redis_url="memory://"))
+        with app.app_context():
+            upgrade(directory=MIGRATIONS)
+            for table in GROWING:
+                assert db.session.execute(text("SELECT data_type FROM information_schema.columns WHERE "
+                                               "table_name = :t AND column_name = 'id'"), {"t": table}).scalar() \
+                    == "bigint"
+                db.session.execute(text("SELECT setval(:s, :v)"), {"s": _sequence(table), "v": INT4_MAX})
+            db.session.commit()
+            audit.record("test.growing_id")
+            db.session.commit()
+            assert db.session.execute(text("SELECT max(id) FROM audit_events")).scalar() == INT4_MAX + 1
+            assert db.session.execute(text("SELECT nextval(:s)"), {"s": _sequence("oidc_refresh_tokens")}).scalar() \
+                == INT4_MAX + 1
+            db.session.rollback()
+            db.engine.dispose()
+
+
+def test_refresh_tokens_rotate_past_the_int4_maximum(pg_app):
+    """The rotation (claim-and-insert, RETURNING id) works with row ids beyond int4."""
+    from sqlalchemy import text
+
+    from tests.oidc.conftest import flow, login, make_person, make_rp, redeem, token_request
+
+    person, rp = make_person(pg_app), make_rp(pg_app)
+    with pg_app.app_context():
+        db.session.execute(text("SELECT setval(:s, :v)"), {"s": _sequence("oidc_refresh_tokens"), "v": INT4_MAX})
+        db.session.commit()
+    client = pg_app.test_client()
+    f = flow(rp, scope="openid email")
+    issued = redeem(client, rp, login(pg_app, client, person, f)["code"], f).json
+    rotated = token_request(client, rp, {"grant_type": "refresh_token", "refresh_token": issued["refresh_token"]})
+    assert rotated.status_code == 200, rotated.json
+    replayed = token_request(client, rp, {"grant_type": "refresh_token", "refresh_token": issued["refresh_token"]})
+    assert replayed.status_code == 400 and replayed.json["error"] == "invalid_grant"
+    with pg_app.app_context():
+        ids = list(db.session.execute(text("SELECT id FROM oidc_refresh_tokens ORDER BY id")).scalars())
+    assert ids == [INT4_MAX + 1, INT4_MAX + 2]
