@@ -208,8 +208,9 @@ class Settings:
     advisor_search_limit: int = _doc("Account searches (by NIR) one advisor may make per window.", default=60)
     advisor_search_window: int = _doc("Window of advisor_search_limit.", default=3600)
     advisor_sms_limit: int = _doc("Provisional codes the advisors' console and the operator CLI may text to one "
-                                  "person (identity) per sliding window; passing it blocks further texts to them "
-                                  "for the window.", default=3)
+                                  "person (identity), and to one mobile number whoever it is registered for, per "
+                                  "sliding window; passing it blocks further texts to them for the window.",
+                                  default=3)
     advisor_sms_window: int = _doc("Sliding window of advisor_sms_limit.", default=86400)
     advisor_sms_per_advisor: int = _doc("Provisional codes one advisor may text per sliding window, all people "
                                         "together (a stolen advisor session cannot flood phones).", default=20)

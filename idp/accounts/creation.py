@@ -24,7 +24,7 @@ from idp import audit
 from idp.accounts import codes, service
 from idp.accounts.models import Account
 from idp.clock import timestamp
-from idp.crypto import constant_time_equal, decrypt, encrypt, new_token
+from idp.crypto import constant_time_equal, decrypt, encrypt, lookup_hmac, new_token
 from idp.errors import BadRequest, TooManyRequests
 from idp.extensions import clock, redis_client, rkey, settings
 from idp.mfa import limits
@@ -35,6 +35,7 @@ from idp.rfi_adapter.base import Identity
 WRONG = "Les informations saisies sont erronées. Merci de vérifier votre saisie."
 SMS_CODE = "sms"
 SMS_PERSON_QUOTA = "advisor-sms"  # provisional codes texted to one identity (keyed NIR hash), whoever sends them
+SMS_PHONE_QUOTA = "advisor-sms-phone"  # ... and to one mobile number (keyed hash), whoever it is registered for
 
 
 class IdentityMismatch(BadRequest):
@@ -57,11 +58,12 @@ class NoPhone(LookupError):
 
 
 class PersonSmsLimit(Exception):
-    """The person already received ``advisor_sms_limit`` provisional codes in the window; none is sent."""
+    """The person (``by="person"``) or their mobile number (``by="phone"``, shared with other identities)
+    already received ``advisor_sms_limit`` provisional codes in the window; none is sent."""
 
-    def __init__(self, until: datetime | None) -> None:
-        super().__init__("provisional code SMS limit reached for this person")
-        self.until = until
+    def __init__(self, until: datetime | None, by: str = "person") -> None:
+        super().__init__(f"provisional code SMS limit reached for this {by}")
+        self.until, self.by = until, by
 
 
 @dataclass(kw_only=True)
@@ -178,30 +180,40 @@ def check_identity(nir: Nir, birthdate: str, vitale_card_serial: str, iban_end: 
 
 def send_provisional_code(nir: Nir) -> str:
     """Text a provisional code to the RFI mobile number (advisors' console, operator CLI); returns the number
-    masked. Within the person's atomic sliding-window quota (``advisor_sms_limit`` per ``advisor_sms_window``,
-    one Lua script: :func:`idp.mfa.limits.take_quota`) whoever asks, so that no operator path can flood a
-    person's phone; the unit is given back when nothing was sent (no mobile, the gateway unreached or
-    refusing), not when the text may have gone out (``SmsNotSent.maybe_sent``).
-    Raises :class:`PersonSmsLimit`, :class:`NoPhone` or the gateway's ``SmsNotSent``."""
+    masked. Within two atomic sliding-window quotas (``advisor_sms_limit`` per ``advisor_sms_window``, one Lua
+    script each: :func:`idp.mfa.limits.take_quota`) whoever asks: the person's (identity), and the mobile
+    number's, since several identities may share one number (a family's phone, or records an attacker knows
+    to share it), so that no operator path can flood one phone. A unit is given back when nothing was sent
+    (no mobile, the other limit reached, the gateway unreached or refusing), not when the text may have gone
+    out (``SmsNotSent.maybe_sent``).
+    Raises :class:`PersonSmsLimit` (either limit), :class:`NoPhone` or the gateway's ``SmsNotSent``."""
     from idp.notify import get_sms
 
     s = settings()
     person = service.nir_hmac(nir)
-    unit = limits.take_quota(SMS_PERSON_QUOTA, person, quota=s.advisor_sms_limit, window=s.advisor_sms_window,
-                             block=s.advisor_sms_window)
-    if unit.ticket is None:
-        raise PersonSmsLimit(unit.blocked_until)
+    taken: list[tuple[str, str, str]] = []  # (quota, subject, ticket) to give back if nothing is sent
+
+    def take(name: str, subject: str, by: str) -> None:
+        unit = limits.take_quota(name, subject, quota=s.advisor_sms_limit, window=s.advisor_sms_window,
+                                 block=s.advisor_sms_window)
+        if unit.ticket is None:
+            raise PersonSmsLimit(unit.blocked_until, by)
+        taken.append((name, subject, unit.ticket))
+
     try:
+        take(SMS_PERSON_QUOTA, person, "person")
         identity = get_rfi().lookup(nir)
         if not identity.phone:
             raise NoPhone()
+        take(SMS_PHONE_QUOTA, lookup_hmac(identity.phone, purpose="sms-phone"), "phone")
         code = codes.issue(SMS_CODE, person, digits=8, ttl=s.provisional_code_ttl)
         get_sms().send(identity.phone, f"Assurance Maladie : votre code provisoire pour recréer votre compte ameli "
                                        f"est {code}. Il est valable {s.provisional_code_ttl // 60} minutes. "
                                        "Ne le communiquez à personne.")
     except Exception as exc:
         if not getattr(exc, "maybe_sent", False):  # a text that may have gone out stays counted
-            limits.give_back_quota(SMS_PERSON_QUOTA, person, unit.ticket)
+            for name, subject, ticket in taken:
+                limits.give_back_quota(name, subject, ticket)
         raise
     audit.record("account.recreation.code_sent")
     return masked_phone(identity.phone)

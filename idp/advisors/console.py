@@ -251,7 +251,7 @@ def _send_sms(found: Found, advisor: Advisor) -> dict[str, Any]:
         if not (isinstance(exc, SmsNotSent) and exc.maybe_sent):  # a text that may have gone out stays counted
             limits.give_back_quota(SMS_ADVISOR_QUOTA, advisor.id, by_advisor.ticket)
         if isinstance(exc, creation.PersonSmsLimit):
-            raise _sms_refused(advisor, "person", exc.until) from None
+            raise _sms_refused(advisor, exc.by, exc.until) from None
         if isinstance(exc, SmsNotSent):
             raise
         raise BadRequest("Aucun numéro de téléphone mobile n'est enregistré pour cette personne : invitez-la à "

@@ -53,6 +53,38 @@ def test_one_persons_phone_gets_at_most_three_codes_a_day_whoever_sends_them(reg
     assert send(client, dossier_of(client, marie["nir"])).status_code == 303
 
 
+@pytest.fixture
+def shared_phone(app: Any) -> Any:
+    """The registry where MARTIN and SANTONI carry DUPONT's mobile number (one family phone, or records an
+    attacker knows to share one)."""
+    from idp.rfi_adapter.sql import import_records
+
+    records = demo_records()
+    phone = by_name(records, "DUPONT")["phone"]
+    for record in records:
+        if record["family_name"] in ("MARTIN", "SANTONI"):
+            record["phone"] = phone
+    with app.app_context():
+        import_records(records)
+    return app
+
+
+def test_one_mobile_number_gets_at_most_three_codes_a_day_whichever_identity_it_is_registered_for(
+        shared_phone: Any, advisor: Any, sms: RecordingSms) -> None:
+    client, _staff = advisor
+    dupont, martin, santoni, diallo = WITH_PHONE
+    for person in (dupont, dupont, martin):
+        assert send(client, dossier_of(client, person["nir"])).status_code == 303
+    refused = send(client, dossier_of(client, santoni["nir"]))  # SANTONI's own limit is untouched
+    assert refused.status_code == 429
+    assert "nombre maximum de codes provisoires envoyés par SMS à cette personne" in text(refused)
+    assert [phone for phone, _ in sms.sent] == [dupont["phone"]] * 3
+    assert [e.data["scope"] for e in events(shared_phone, "advisor.sms_limited")] == ["phone"]
+    # Nothing was sent, so the refused attempt's units came back: this advisor's 4th text goes to DIALLO.
+    assert send(client, dossier_of(client, diallo["nir"])).status_code == 303
+    assert sms.sent[-1][0] == diallo["phone"] and len(sms.sent) == PER_ADVISOR
+
+
 def test_one_advisor_texts_at_most_the_per_advisor_quota_all_people_together(registry: Any, advisor: Any,
                                                                              sms: RecordingSms) -> None:
     client, _staff = advisor
