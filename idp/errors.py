@@ -137,6 +137,8 @@ def is_dependency_failure(exc: BaseException) -> bool:
         return True
     if isinstance(exc, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
         return True
+    if isinstance(exc, sqlalchemy.exc.TimeoutError):  # no pooled connection free in time: overloaded
+        return True
     return isinstance(exc, sqlalchemy.exc.DBAPIError) and bool(exc.connection_invalidated)
 
 

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 _NIR_SHAPE = re.compile(r"(?<![0-9A-Za-z])[12378][ .]?\d{2}[ .]?\d{2}[ .]?(?:\d{2}|2[AaBb])(?:[ .]?\d{3}){2}(?:[ .]?\d{2})?"
                         r"(?![0-9])")
 _SECRET_KEYS = re.compile(r"pass|secret|code|nir|token|otp|key|cookie|authorization", re.I)
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
 _STD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "request_id"}
 
 
@@ -111,7 +111,7 @@ def configure_logging(level: str) -> None:
 
 def request_id(incoming: str | None) -> str:
     """The request id: a well-formed incoming X-Request-Id, or a new random one."""
-    return incoming if incoming and _REQUEST_ID.match(incoming) else secrets.token_hex(8)
+    return incoming if incoming and _REQUEST_ID.fullmatch(incoming) else secrets.token_hex(8)
 
 
 _ACCESS = logging.getLogger("idp.access")

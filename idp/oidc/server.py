@@ -490,8 +490,16 @@ class AccessTokenValidator(BearerTokenValidator):
     """RFC 6750 bearer tokens from the Redis store."""
 
     def authenticate_token(self, token_string: str) -> tokens.AccessToken | None:
-        """The live access token, or None."""
-        return tokens.find_access_token(token_string)
+        """The live access token of a client that still exists, or None (the userinfo layer's look-up for
+        this request when it made one: :func:`idp.oidc.userinfo_wsgi.found_token`)."""
+        from idp.oidc.userinfo_wsgi import found_token
+
+        looked_up, token = found_token(flask_request.environ, token_string)
+        if not looked_up:
+            token = tokens.find_access_token(token_string)
+        if token is None or get_client(token.client_id) is None:  # a deleted client's tokens are worthless
+            return None
+        return token
 
 
 class FormBearerProtector(ResourceProtector):

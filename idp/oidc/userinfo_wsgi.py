@@ -16,8 +16,11 @@ headers, in the same order (the security headers of :mod:`idp.security_headers`,
 Anything else goes to Flask unchanged, which answers as it always did: another method or path, a query
 string, another header shape (a lone scheme, Basic, a token in the form body), a token that is not
 found or lacks ``openid`` (Flask's 401/403 with ``WWW-Authenticate``), a signing or encrypting client
-(FranceConnect, FranceConnect+), a host-matching configuration, and any failure here (a person the
-registry no longer knows, an outage): userinfo only reads, so Flask may run it again from the start.
+(FranceConnect, FranceConnect+), a host-matching configuration. The route does not repeat this
+layer's work: it takes the token looked up here (:func:`found_token`), and a failure met here (a person
+the registry no longer knows, an outage) is raised by the route (:func:`failure`) and answered once, as
+it always was, instead of being met a second time (twice the wait on a stalled Redis or registry, two
+failures counted by the registry's circuit breaker).
 
 Observability: each answer is timed in ``idp_http_request_duration_seconds`` and written to the access
 log under the route's labels and pattern (``/userinfo``), as Flask would.
@@ -25,13 +28,13 @@ log under the route's labels and pattern (``/userinfo``), as Flask would.
 
 from __future__ import annotations
 
-import logging
 import re
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from idp import metrics
+from idp.crypto import constant_time_equal
 from idp.extensions import reads_without_transaction
 from idp.observability import log_access, request_id
 from idp.oidc.metadata_wsgi import StartResponse, WsgiApp, routable
@@ -41,9 +44,10 @@ if TYPE_CHECKING:
     from flask import Flask
 
 USERINFO_PATH = "/userinfo"
+FOUND = "idp.userinfo.token"  # environ: (token string, the AccessToken or None) looked up here
+FAILURE = "idp.userinfo.failure"  # environ: the exception this layer met, for the route to raise
 # RFC 6750 §2.1: "Bearer" 1*SP b64token; Authlib compares the scheme without case.
 _BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] ([A-Za-z0-9\-._~+/]+=*)")
-log = logging.getLogger(__name__)
 
 
 class UserinfoFastPath:
@@ -64,10 +68,10 @@ class UserinfoFastPath:
             return self.wrapped(environ, start_response)
         started = time.perf_counter()
         try:
-            body = self._answer(bearer.group(1))
-        except Exception:  # Flask runs the request again and answers the failure as it always did
-            log.debug("userinfo left to Flask after a failure", exc_info=True)
-            body = None
+            body = self._answer(bearer.group(1), environ)
+        except Exception as exc:  # handed to the Flask route, which raises it (one attempt only)
+            environ[FAILURE] = exc
+            return self.wrapped(environ, start_response)
         if body is None:
             return self.wrapped(environ, start_response)
         rid = request_id(environ.get("HTTP_X_REQUEST_ID"))
@@ -79,13 +83,15 @@ class UserinfoFastPath:
         log_access(rid, "GET", USERINFO_PATH, 200, elapsed * 1000)
         return [body]
 
-    def _answer(self, token_string: str) -> bytes | None:
-        """The JSON body Authlib's endpoint would give, or None when this is not the common case."""
+    def _answer(self, token_string: str, environ: dict[str, Any]) -> bytes | None:
+        """The JSON body Authlib's endpoint would give, or None when this is not the common case (the token
+        found, or not, is left in ``environ`` for the route, which then does not look it up again)."""
         from idp.oidc import claims, tokens
         from idp.oidc.clients import get_client
 
         with self.app.app_context():  # the database session is removed when it ends
             token = tokens.find_access_token(token_string)
+            environ[FOUND] = (token_string, token)
             if token is None or "openid" not in token.get_scope().split():
                 return None
             reads_without_transaction()
@@ -94,6 +100,20 @@ class UserinfoFastPath:
                 return None
             # the app's JSON provider, as Authlib's Flask integration encodes it (sorted keys)
             return self.app.json.dumps(claims.userinfo_claims(client, token.get_user(), token.get_scope())).encode()
+
+
+def found_token(environ: dict[str, Any], token_string: str) -> tuple[bool, Any]:
+    """(True, the access token or None) when this layer already looked ``token_string`` up for this
+    request; (False, None) otherwise. WSGI keys without the ``HTTP_`` prefix: no request header sets them."""
+    found = environ.get(FOUND)
+    if found is None or not constant_time_equal(found[0], token_string):
+        return False, None
+    return True, found[1]
+
+
+def failure(environ: dict[str, Any]) -> BaseException | None:
+    """What failed in this layer for this request (the route raises it: answered once, as it always was)."""
+    return environ.get(FAILURE)
 
 
 def install(app: Flask) -> None:

@@ -26,7 +26,7 @@ from idp.login import assurance, cookies
 from idp.login.interaction import Consent, Interaction, InteractionExpired, Step, interactions
 from idp.login.sessions import BrowserSession, sessions
 from idp.oidc import authorize as authz
-from idp.oidc import claims, discovery, keys, tokens
+from idp.oidc import claims, discovery, keys, tokens, userinfo_wsgi
 from idp.oidc.clients import get_client
 from idp.oidc.server import add_issuer, current_server
 from idp.oidc.tokens import EndUser
@@ -333,6 +333,9 @@ def userinfo() -> ResponseReturnValue:
     worth nothing any more (RFC 6750 §3.1 ``invalid_token``), never a 500."""
     reads_without_transaction()
     try:
+        met = userinfo_wsgi.failure(request.environ)
+        if met is not None:  # already met in front of Flask: answered here, not met a second time
+            raise met
         response = current_server().create_endpoint_response("userinfo")
     except IdentityNotFound:
         return _oauth_error(401, "invalid_token", "The end-user is no longer known to the identity registry.",

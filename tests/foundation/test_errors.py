@@ -94,3 +94,12 @@ def test_every_response_has_a_request_id_and_a_wellformed_one_is_kept(client):
     assert client.get("/healthz", headers={"X-Request-Id": "abc-123-def-456"}).headers["X-Request-Id"] == \
         "abc-123-def-456"
     assert client.get("/healthz", headers={"X-Request-Id": "<script>"}).headers["X-Request-Id"] != "<script>"
+
+
+@pytest.mark.parametrize("incoming", ["abc-123-def-456\n", "abc-123-def-456\r\nX-Evil: 1", "short", "é" * 10])
+def test_a_request_id_that_is_not_wellformed_to_its_end_is_replaced(incoming):
+    """Kept only when every character is allowed, to the last (``$`` would have let a final newline pass)."""
+    from idp.observability import request_id
+
+    made = request_id(incoming)
+    assert made != incoming and len(made) == 16

@@ -206,28 +206,85 @@ def test_another_request_shape_goes_to_flask_unchanged(app: Any, monkeypatch: An
         assert answered[0] == expected[0] == 404
 
 
-def test_a_failure_in_the_fast_path_is_answered_by_flask_from_the_start(app: Any, monkeypatch: Any, person: Any,
-                                                                        web_rp: Any) -> None:
-    """A failure half-way (here the registry, once) leaves the request to Flask, which runs it again."""
+def _count_calls(monkeypatch: Any, owner: Any, name: str) -> list[int]:
+    calls: list[int] = []
+    real = getattr(owner, name)
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counted)
+    return calls
+
+
+def test_a_failure_in_the_fast_path_is_answered_by_flask_once_not_met_again(app: Any, monkeypatch: Any,
+                                                                            person: Any, web_rp: Any) -> None:
+    """The registry fails: the answer is the route's own (503), after one attempt, not two (a stalled registry
+    or Redis would otherwise hold the worker twice as long, and count twice on the circuit breaker)."""
     from idp.oidc import claims
     from idp.rfi_adapter.base import RegistryUnavailable
 
     token = _stored_token(app, person, web_rp, "openid profile")
+    asked: list[int] = []
+
+    def registry_down(*_args: Any) -> Any:
+        asked.append(1)
+        raise RegistryUnavailable()
+
+    monkeypatch.setattr(claims, "userinfo_claims", registry_down)
     with flask_only(app):
         expected = _answer(app, headers=_bearer(token))
-    real = claims.userinfo_claims
-    failures: list[int] = []
-
-    def fails_once(*args: Any) -> Any:
-        if not failures:
-            failures.append(1)
-            raise RegistryUnavailable()
-        return real(*args)
-
-    monkeypatch.setattr(claims, "userinfo_claims", fails_once)
+    assert expected[0] == 503 and asked == [1]
     reached = _reaching_flask(app, monkeypatch)
     assert _answer(app, headers=_bearer(token)) == expected
-    assert reached == [f"GET {USERINFO_PATH}"] and failures == [1]
+    assert reached == [f"GET {USERINFO_PATH}"] and asked == [1, 1]
+
+
+@pytest.mark.parametrize("case", ["unknown token", "signing client", "person unknown to the registry"])
+def test_what_the_fast_path_looked_up_is_not_looked_up_again(app: Any, monkeypatch: Any, person: Any,
+                                                             case: str) -> None:
+    """A token sprayed at random, or a FranceConnect client's signed answer: one Redis look-up of the token
+    per request, and one registry look-up, whichever path answers."""
+    from idp.oidc import tokens
+    from idp.rfi_adapter.sql import SqlRfiAdapter
+
+    rp = make_rp(app, userinfo_signed_response_alg="RS256") if case == "signing client" else make_rp(app)
+    token = secrets.token_urlsafe(32) if case == "unknown token" else _stored_token(app, person, rp, "openid profile")
+    if case == "person unknown to the registry":
+        from sqlalchemy import text
+
+        from idp.extensions import db
+
+        with app.app_context():
+            db.session.execute(text("DELETE FROM rfi_records"))
+            db.session.commit()
+    token_reads = _count_calls(monkeypatch, tokens, "find_access_token")
+    registry_reads = _count_calls(monkeypatch, SqlRfiAdapter, "lookup")
+    answered = _answer(app, headers=_bearer(token))
+    assert answered[0] == {"unknown token": 401, "signing client": 200, "person unknown to the registry": 401}[case]
+    assert token_reads == [1]
+    assert registry_reads == ([] if case == "unknown token" else [1])
+
+
+def test_a_token_of_a_deleted_client_is_worthless_not_a_server_error(any_app: Any, person: Any) -> None:
+    from idp.extensions import db
+    from idp.oidc.clients import forget_cached_client
+    from idp.oidc.models import Client
+
+    rp = make_rp(any_app)
+    token = _stored_token(any_app, person, rp, "openid email")
+    with any_app.app_context():
+        db.session.delete(db.session.get(Client, rp.client_id))
+        db.session.commit()
+        forget_cached_client(rp.client_id)
+    for only_flask in (False, True):
+        if only_flask:
+            with flask_only(any_app):
+                answered = any_app.test_client().get(USERINFO_PATH, headers=_bearer(token))
+        else:
+            answered = any_app.test_client().get(USERINFO_PATH, headers=_bearer(token))
+        assert answered.status_code == 401 and answered.json["error"] == "invalid_token"
 
 
 def test_each_answer_is_timed_and_written_to_the_access_log(app: Any, person: Any, web_rp: Any,

@@ -87,3 +87,31 @@ def test_token_endpoint_answers_503_json_and_the_code_survives_the_outage(make_a
     proxy.start()
     back = _recovers(lambda: redeem(client, rp, code, f))
     assert back.status_code == 200 and "refresh_token" in back.json, back.data[:300]
+
+
+def test_an_exhausted_connection_pool_answers_503_and_the_code_survives(make_app: Any, pg_app: Any,
+                                                                        postgres_url: str, redis_prefix: str) -> None:
+    """Every pooled connection busy past ``pool_timeout`` (an overload): the token endpoint and userinfo
+    answer 503 JSON ``temporarily_unavailable`` (a dependency failure, never a 500), and the code taken
+    by the failed exchange is given back for the RP's retry."""
+    from idp.extensions import db
+
+    app = make_app(database_url=postgres_url, redis_url=REDIS_URL, redis_prefix=redis_prefix,
+                   SQLALCHEMY_ENGINE_OPTIONS={"pool_size": 1, "max_overflow": 0, "pool_timeout": 0.3})
+    person, rp = make_person(app), make_rp(app, "web")
+    client = app.test_client()
+    f = flow(rp, scope="openid email")
+    tokens = redeem(client, rp, login(app, client, person, f)["code"], f).json
+    f2 = flow(rp, scope="openid email")
+    code = login(app, app.test_client(), person, f2)["code"]  # another browser: no single sign-on
+    with app.app_context():
+        held = db.engine.connect()  # the pool's only connection
+    try:
+        busy = client.get("/userinfo", headers={"Authorization": f"Bearer {tokens['access_token']}"})
+        assert busy.status_code == 503 and busy.json["error"] == "temporarily_unavailable", busy.data[:300]
+        exchange = redeem(client, rp, code, f2)
+        assert exchange.status_code == 503 and exchange.json["error"] == "temporarily_unavailable", exchange.data[:300]
+    finally:
+        held.close()
+    assert client.get("/userinfo", headers={"Authorization": f"Bearer {tokens['access_token']}"}).status_code == 200
+    assert redeem(client, rp, code, f2).status_code == 200
