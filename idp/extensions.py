@@ -29,8 +29,8 @@ NAMING_CONVENTION = {
 }
 
 
-# The key of a table that grows with use (one row per audit event, per refresh-token rotation): int8 on
-# PostgreSQL, where an int4 sequence would run out within months at national scale (docs/CAPACITY.md);
+# The key of a table that grows with use (one row per audit event, refresh-token rotation, trusted browser):
+# int8 on PostgreSQL, where an int4 sequence would run out within months at national scale (docs/CAPACITY.md);
 # SQLite's INTEGER PRIMARY KEY is already 64-bit and must stay spelled INTEGER to number rows itself.
 GROWING_ID = BigInteger().with_variant(Integer(), "sqlite")
 

@@ -135,7 +135,8 @@ def reset(nir: str, sms: bool, as_json: bool) -> None:
             _fail("account reset, but the registry has no mobile number for this person", as_json, "no_phone")
         except creation.PersonSmsLimit as exc:
             until = exc.until.isoformat(timespec="seconds") if exc.until else "later"
-            _fail(f"account reset, but this person already received the maximum of provisional codes by SMS "
+            whom = "this person's mobile number (shared with other identities)" if exc.by == "phone" else "this person"
+            _fail(f"account reset, but {whom} already received the maximum of provisional codes by SMS "
                   f"(next possible at {until})", as_json, "sms_limit")
     emit(data, as_json, "Account reset." + (f" Provisional code sent by SMS to {data['sms_sent_to']}." if sms else ""))
 

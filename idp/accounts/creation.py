@@ -205,7 +205,8 @@ def send_provisional_code(nir: Nir) -> str:
         identity = get_rfi().lookup(nir)
         if not identity.phone:
             raise NoPhone()
-        take(SMS_PHONE_QUOTA, lookup_hmac(identity.phone, purpose="sms-phone"), "phone")
+        phone = lookup_hmac(identity.phone, purpose="sms-phone")
+        take(SMS_PHONE_QUOTA, phone, "phone")
         code = codes.issue(SMS_CODE, person, digits=8, ttl=s.provisional_code_ttl)
         get_sms().send(identity.phone, f"Assurance Maladie : votre code provisoire pour recréer votre compte ameli "
                                        f"est {code}. Il est valable {s.provisional_code_ttl // 60} minutes. "
@@ -215,7 +216,8 @@ def send_provisional_code(nir: Nir) -> str:
             for name, subject, ticket in taken:
                 limits.give_back_quota(name, subject, ticket)
         raise
-    audit.record("account.recreation.code_sent")
+    # Keyed hashes, never the NIR or the number: enough to trace a flood of one person or one phone.
+    audit.record("account.recreation.code_sent", person=person, phone=phone)
     return masked_phone(identity.phone)
 
 

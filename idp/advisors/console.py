@@ -29,7 +29,7 @@ from idp.advisors.models import Advisor
 from idp.audit import AuditEvent
 from idp.clock import paris_display
 from idp.crypto import decrypt, encrypt
-from idp.errors import BadRequest, TooManyRequests
+from idp.errors import BadRequest, ServiceUnavailable, TooManyRequests
 from idp.extensions import settings
 from idp.mfa import codes, limits, trusted_browser
 from idp.nir import Nir
@@ -222,6 +222,11 @@ def _sms_refused(advisor: Advisor, scope: str, until: datetime | None) -> SmsLim
         return SmsLimited("Vous avez atteint le nombre maximum de codes provisoires envoyés par SMS. Nouvel envoi "
                           f"possible à partir du {when} (heure de Paris). En cas de besoin, contactez votre "
                           "superviseur.", detail="advisor sms limit (advisor)")
+    if scope == "phone":  # the number is shared with other identities: their codes are worth nothing here
+        return SmsLimited("Le nombre maximum de codes provisoires envoyés par SMS à ce numéro de téléphone mobile est "
+                          f"atteint. Nouvel envoi possible à partir du {when} (heure de Paris) : invitez la personne "
+                          "à créer son compte avec sa carte Vitale et son IBAN.",
+                          detail="advisor sms limit (phone)")
     return SmsLimited("Le nombre maximum de codes provisoires envoyés par SMS à cette personne est atteint. Nouvel "
                       f"envoi possible à partir du {when} (heure de Paris) : invitez-la à utiliser le dernier code "
                       "reçu ou à créer son compte avec sa carte Vitale et son IBAN.",
@@ -234,8 +239,11 @@ def _send_sms(found: Found, advisor: Advisor) -> dict[str, Any]:
     (identity, as there is no account yet: :func:`idp.accounts.creation.send_provisional_code`). A unit is
     given back when nothing was sent (no mobile, the gateway unreached or refusing, the person's limit
     reached), not when the text may have gone out (the gateway's answer lost: ``SmsNotSent.maybe_sent``)."""
+    from redis.exceptions import RedisError
+
     from idp.accounts import creation
     from idp.notify.sms import SmsNotSent
+    from idp.rfi_adapter import IdentityNotFound
 
     nir = unseal_nir(found.nir_enc)
     if accounts.find_account(nir) is not None:
@@ -247,13 +255,17 @@ def _send_sms(found: Found, advisor: Advisor) -> dict[str, Any]:
         raise _sms_refused(advisor, "advisor", by_advisor.blocked_until)
     try:
         return {"phone": creation.send_provisional_code(nir)}
-    except (creation.NoPhone, creation.PersonSmsLimit, SmsNotSent) as exc:
+    # Everything that fails before a text can leave (the registry or Redis out, the person unknown there) gives
+    # the unit back too: an outage must not lock advisors out of SMS for the window. Not a catch-all: what fails
+    # after the send keeps it.
+    except (creation.NoPhone, creation.PersonSmsLimit, SmsNotSent, ServiceUnavailable, IdentityNotFound,
+            RedisError) as exc:
         if not (isinstance(exc, SmsNotSent) and exc.maybe_sent):  # a text that may have gone out stays counted
             limits.give_back_quota(SMS_ADVISOR_QUOTA, advisor.id, by_advisor.ticket)
+        if not isinstance(exc, creation.NoPhone | creation.PersonSmsLimit):
+            raise
         if isinstance(exc, creation.PersonSmsLimit):
             raise _sms_refused(advisor, exc.by, exc.until) from None
-        if isinstance(exc, SmsNotSent):
-            raise
         raise BadRequest("Aucun numéro de téléphone mobile n'est enregistré pour cette personne : invitez-la à "
                          "créer son compte avec sa carte Vitale et son IBAN.", detail="no phone") from None
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import DateTime, ForeignKey, Integer, String, select, update
+from sqlalchemy import DateTime, ForeignKey, String, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from idp.crypto import hash_token, new_token
-from idp.extensions import Base, clock, db, settings
+from idp.extensions import GROWING_ID, Base, clock, db, settings
 
 MAX_COOKIE_LENGTH = 128
 
@@ -25,7 +25,7 @@ class TrustedBrowser(Base):
 
     __tablename__ = "trusted_browsers"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(GROWING_ID, primary_key=True, autoincrement=True)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -77,9 +77,14 @@ def test_one_mobile_number_gets_at_most_three_codes_a_day_whichever_identity_it_
         assert send(client, dossier_of(client, person["nir"])).status_code == 303
     refused = send(client, dossier_of(client, santoni["nir"]))  # SANTONI's own limit is untouched
     assert refused.status_code == 429
-    assert "nombre maximum de codes provisoires envoyés par SMS à cette personne" in text(refused)
+    # The codes on that phone are other identities': the advisor is pointed to the Vitale card route instead.
+    assert "nombre maximum de codes provisoires envoyés par SMS à ce numéro de téléphone mobile" in text(refused)
+    assert "carte Vitale et son IBAN" in text(refused) and "dernier code" not in text(refused)
     assert [phone for phone, _ in sms.sent] == [dupont["phone"]] * 3
     assert [e.data["scope"] for e in events(shared_phone, "advisor.sms_limited")] == ["phone"]
+    sent = events(shared_phone, "account.recreation.code_sent")  # traceable by keyed hashes, never in clear
+    assert len({e.data["phone"] for e in sent}) == 1 and len({e.data["person"] for e in sent}) == 2
+    assert not {dupont["phone"], dupont["nir"], martin["nir"]} & {str(v) for e in sent for v in e.data.values()}
     # Nothing was sent, so the refused attempt's units came back: this advisor's 4th text goes to DIALLO.
     assert send(client, dossier_of(client, diallo["nir"])).status_code == 303
     assert sms.sent[-1][0] == diallo["phone"] and len(sms.sent) == PER_ADVISOR
@@ -115,6 +120,30 @@ def test_a_text_the_gateway_refused_gives_its_units_back(registry: Any, advisor:
     for _ in range(3):
         assert send(client, dossier).status_code == 303
     assert len(sms.sent) == 3
+
+
+def test_a_registry_outage_gives_the_advisors_units_back(registry: Any, advisor: Any, sms: RecordingSms,
+                                                        monkeypatch: Any) -> None:
+    """Nothing can be sent while the registry is out: the retries must not use up the advisor's SMS quota
+    (then locked out for the window once the registry is back)."""
+    from idp.accounts import creation
+    from idp.rfi_adapter.base import RegistryUnavailable
+
+    client, _staff = advisor
+    dossier = dossier_of(client, WITH_PHONE[0]["nir"])
+
+    class Out:
+        def lookup(self, _nir: Any) -> Any:
+            raise RegistryUnavailable()
+
+    with monkeypatch.context() as patch:
+        patch.setattr(creation, "get_rfi", Out)  # the registry fails when the SMS is sent
+        for _ in range(PER_ADVISOR + 1):
+            assert send(client, dossier).status_code == 503
+    assert events(registry, "advisor.sms_limited") == []
+    for person in WITH_PHONE:  # the whole per-advisor quota is still there
+        assert send(client, dossier_of(client, person["nir"])).status_code == 303
+    assert len(sms.sent) == PER_ADVISOR
 
 
 def test_a_text_whose_gateway_answer_was_lost_stays_counted(registry: Any, advisor: Any, sms: RecordingSms,

@@ -50,7 +50,7 @@ def test_upgrade_builds_the_schema_of_the_models_and_downgrade_removes_it(empty_
 
 
 INT4_MAX = 2_147_483_647
-GROWING = ("audit_events", "oidc_refresh_tokens")
+GROWING = ("audit_events", "oidc_refresh_tokens", "trusted_browsers")
 
 
 def _sequence(table: str) -> str:
@@ -81,6 +81,25 @@ def test_the_migrated_growing_tables_number_rows_past_the_int4_maximum(clock):
             assert db.session.execute(text("SELECT max(id) FROM audit_events")).scalar() == INT4_MAX + 1
             assert db.session.execute(text("SELECT nextval(:s)"), {"s": _sequence("oidc_refresh_tokens")}).scalar() \
                 == INT4_MAX + 1
+            db.session.rollback()
+            db.engine.dispose()
+
+
+def test_the_growing_ids_migration_copes_with_a_default_that_owns_no_sequence(clock):
+    """A restore can leave an id's default without its owned sequence (pg_get_serial_sequence is NULL): the
+    column is still retyped, the migration does not fail."""
+    from sqlalchemy import text
+
+    with temporary_postgres_database(f"idp_mig_{uuid.uuid4().hex[:10]}") as url:
+        app = create_app(base_config(clock, None, database_url=url, redis_url="memory://"))
+        with app.app_context():
+            upgrade(directory=MIGRATIONS, revision="0005")
+            db.session.execute(text("ALTER SEQUENCE trusted_browsers_id_seq OWNED BY NONE"))
+            db.session.commit()
+            upgrade(directory=MIGRATIONS)
+            assert db.session.execute(text("SELECT data_type FROM information_schema.columns WHERE "
+                                           "table_name = 'trusted_browsers' AND column_name = 'id'")).scalar() \
+                == "bigint"
             db.session.rollback()
             db.engine.dispose()
 
