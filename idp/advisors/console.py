@@ -237,8 +237,10 @@ def _send_sms(found: Found, advisor: Advisor) -> dict[str, Any]:
     """Text the provisional code, within two atomic sliding-window quotas (:func:`idp.mfa.limits.take_quota`,
     one Lua script each: no worker can pass them): per advisor, all people together (here), and per person
     (identity, as there is no account yet: :func:`idp.accounts.creation.send_provisional_code`). A unit is
-    given back when nothing was sent (no mobile, the gateway unreached or refusing, the person's limit
-    reached), not when the text may have gone out (the gateway's answer lost: ``SmsNotSent.maybe_sent``)."""
+    given back when nothing was sent (no mobile, the gateway unreached or refusing, the person's or the
+    number's limit reached, the registry or Redis out before the send: an outage must not lock advisors out
+    for the window), not when the text may have gone out (the gateway's answer lost: ``SmsNotSent.maybe_sent``)
+    nor when what follows the send fails (not a catch-all)."""
     from redis.exceptions import RedisError
 
     from idp.accounts import creation
@@ -255,9 +257,6 @@ def _send_sms(found: Found, advisor: Advisor) -> dict[str, Any]:
         raise _sms_refused(advisor, "advisor", by_advisor.blocked_until)
     try:
         return {"phone": creation.send_provisional_code(nir)}
-    # Everything that fails before a text can leave (the registry or Redis out, the person unknown there) gives
-    # the unit back too: an outage must not lock advisors out of SMS for the window. Not a catch-all: what fails
-    # after the send keeps it.
     except (creation.NoPhone, creation.PersonSmsLimit, SmsNotSent, ServiceUnavailable, IdentityNotFound,
             RedisError) as exc:
         if not (isinstance(exc, SmsNotSent) and exc.maybe_sent):  # a text that may have gone out stays counted

@@ -42,13 +42,18 @@ StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
-class MetadataFastPath:
-    """WSGI middleware: the two public metadata documents from memory, everything else to ``wrapped``."""
+class FastPathLayer:
+    """A WSGI layer in front of Flask that answers some requests itself and passes the rest to ``wrapped``,
+    with the application's fixed security headers at hand (the same, in the same order, as Flask's)."""
 
     def __init__(self, app: Flask, wrapped: WsgiApp) -> None:
         self.app = app
         self.wrapped = wrapped
         self.security = fixed_headers(app.extensions["idp.settings"])
+
+
+class MetadataFastPath(FastPathLayer):
+    """WSGI middleware: the two public metadata documents from memory, everything else to ``wrapped``."""
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         """Answer the metadata documents, or pass the request on."""

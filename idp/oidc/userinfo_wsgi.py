@@ -3,7 +3,8 @@
 Every relying party calls userinfo after each login and many call it on every page, so its cost is
 paid at the scale of token use. Through Flask and Authlib half of it is the framework: a request
 context, the session machinery, URL matching, the resource protector's request wrapper, the
-endpoint's dispatch, every after-request hook (measured: 2.06 -> 1.01 ms of CPU in-process).
+endpoint's dispatch, every after-request hook (measured in-process: 2.06 ms of CPU through Flask, ~1.2 ms
+through this layer).
 
 This layer answers only the common case, with what the Flask route answers for it:
 ``GET /userinfo`` (no query string) with ``Authorization: Bearer <token>``, where the token is live
@@ -37,8 +38,7 @@ from idp import metrics
 from idp.crypto import constant_time_equal
 from idp.extensions import reads_without_transaction
 from idp.observability import log_access, request_id
-from idp.oidc.metadata_wsgi import StartResponse, WsgiApp, routable
-from idp.security_headers import fixed_headers
+from idp.oidc.metadata_wsgi import FastPathLayer, StartResponse, routable
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -50,13 +50,8 @@ FAILURE = "idp.userinfo.failure"  # environ: the exception this layer met, for t
 _BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] ([A-Za-z0-9\-._~+/]+=*)")
 
 
-class UserinfoFastPath:
+class UserinfoFastPath(FastPathLayer):
     """WSGI middleware: userinfo's common case, everything else to ``wrapped``."""
-
-    def __init__(self, app: Flask, wrapped: WsgiApp) -> None:
-        self.app = app
-        self.wrapped = wrapped
-        self.security = fixed_headers(app.extensions["idp.settings"])
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         """Answer a plain userinfo request, or pass the request on."""

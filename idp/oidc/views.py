@@ -331,11 +331,11 @@ def _withdraw_undelivered(*, give_back_code: bool) -> None:
 def userinfo() -> ResponseReturnValue:
     """OIDC Core §5.3 (Bearer header or form body). A person the registry no longer knows: the token is
     worth nothing any more (RFC 6750 §3.1 ``invalid_token``), never a 500."""
-    reads_without_transaction()
     try:
         met = userinfo_wsgi.failure(request.environ)
         if met is not None:  # already met in front of Flask: answered here, not met a second time
             raise met
+        reads_without_transaction()
         response = current_server().create_endpoint_response("userinfo")
     except IdentityNotFound:
         return _oauth_error(401, "invalid_token", "The end-user is no longer known to the identity registry.",
