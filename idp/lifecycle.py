@@ -9,6 +9,9 @@ Every signal is sent with the account id as the sender. Subscribers today:
 - ``password_changed`` (``keep_session``: the browser session that made the change, kept): browser sessions,
   logins in flight, access and refresh tokens, WebAuthn credentials, trusted browsers, reset links;
 - ``account_reset`` (advisor reset; the account row is gone): the same, plus locks, quotas and pending codes;
+- ``account_disabled`` (``idp accounts disable``; the account row stays, its status is ``disabled``): browser
+  sessions, logins in flight, access and refresh tokens, reset links (what it proved before must not stay usable
+  while it cannot sign in; its credentials stay for when it is enabled again);
 - ``email_changed`` (``previous``: the address validated before, or None; ``current``): reset links (they went
   to the previous address) end, and the previous address is told by e-mail.
 
@@ -24,7 +27,8 @@ _events = Namespace()
 
 password_changed = _events.signal("account-password-changed")
 account_reset = _events.signal("account-reset")
+account_disabled = _events.signal("account-disabled")
 email_changed = _events.signal("account-email-changed")
 
 # Events after which nothing proved before may still count: sessions, logins in flight, tokens...
-CREDENTIAL_EVENTS = (password_changed, account_reset)
+CREDENTIAL_EVENTS = (password_changed, account_reset, account_disabled)

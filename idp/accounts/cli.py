@@ -1,4 +1,4 @@
-"""``idp accounts create|show|unlock|reset`` and ``idp terms publish`` (DESIGN.md §6), all with ``--json``.
+"""``idp accounts create|show|unlock|reset|disable|enable`` and ``idp terms publish`` (DESIGN.md §6), all with ``--json``.
 
 Operators type NIRs here; the commands print them masked and never log them.
 """
@@ -48,7 +48,7 @@ def _text(data: dict[str, Any]) -> str:
 
 @click.group("accounts")
 def accounts_group() -> None:
-    """Accounts: create, show, unlock, reset."""
+    """Accounts: create, show, unlock, reset, disable, enable."""
 
 
 @accounts_group.command("create")
@@ -113,6 +113,34 @@ def unlock(nir: str, as_json: bool) -> None:
     limits.unlock_account(account.id)
     audit.record("account.unlocked", account_id=account.id, actor="advisor")
     emit({"id": account.id, "unlocked": True}, as_json, "Account unlocked.")
+
+
+def _set_status(nir: str, status: str, as_json: bool, done: str) -> None:
+    from idp.accounts import service
+
+    account = _load(nir, as_json)
+    changed = service.set_status(account, status)
+    emit({"id": account.id, "status": account.status, "changed": changed}, as_json,
+         done if changed else f"Nothing to do: the account is already {account.status}.")
+
+
+@accounts_group.command("disable")
+@click.argument("nir")
+@json_option
+@with_app
+def disable(nir: str, as_json: bool) -> None:
+    """Disable an account at once: it can no longer sign in; its browser sessions, logins in flight, access
+    and refresh tokens end now (its credentials stay, for ``enable``)."""
+    _set_status(nir, "disabled", as_json, "Account disabled: its sessions and tokens are revoked.")
+
+
+@accounts_group.command("enable")
+@click.argument("nir")
+@json_option
+@with_app
+def enable(nir: str, as_json: bool) -> None:
+    """Enable a disabled account again; the person signs in again (nothing revoked comes back)."""
+    _set_status(nir, "active", as_json, "Account enabled.")
 
 
 @accounts_group.command("reset")

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EMAIL_CODE = "email"  # codes.issue kind of e-mail validation codes
+ACCOUNT_STATUSES = frozenset({"active", "disabled"})  # Account.status; only "active" can sign in
 
 
 class PasswordRejected(BadRequest):
@@ -198,6 +199,27 @@ def reset_account(account: Account, *, actor: str = "advisor") -> None:
     audit.record("account.reset", account_id=account_id, commit=False, actor=actor)
     db.session.commit()
     lifecycle.account_reset.send(account_id)
+
+
+def set_status(account: Account, status: str, *, actor: str = "advisor") -> bool:
+    """Disable (``"disabled"``) or enable again (``"active"``) an account; False when it already had that
+    status (nothing changed, nothing audited).
+
+    Disabling commits the status first, so that no grant can start from now on (a login, a refresh and a
+    code exchange each read it), then publishes :data:`idp.lifecycle.account_disabled`: browser sessions and
+    logins in flight end, refresh-token families and access tokens are revoked, reset links are forgotten.
+    Enabling gives nothing back: the person signs in again. Credentials (WebAuthn, trusted browsers) stay."""
+    if status not in ACCOUNT_STATUSES:
+        raise ValueError(f"unknown account status: {status!r}")
+    if account.status == status:
+        return False
+    account.status = status
+    audit.record("account.disabled" if status == "disabled" else "account.enabled", account_id=account.id,
+                 commit=False, actor=actor)
+    db.session.commit()
+    if status == "disabled":
+        lifecycle.account_disabled.send(account.id)
+    return True
 
 
 def forget_account_state(account_id: str, **_: object) -> None:

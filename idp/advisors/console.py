@@ -3,7 +3,8 @@
 :func:`search` (rate-limited per advisor with the atomic limits, audited, the NIR never stored in clear nor
 audited), :func:`account_state` (status, e-mail, locks, code quota, trusted browsers, biometrics, last sign-ins)
 and :data:`ACTIONS`, each with a mandatory reason and audited as ``advisor.<action>``: unlock, end the sessions,
-revoke trusted browsers, revoke biometrics, reset (:func:`idp.accounts.service.reset_account`) and the SMS
+revoke trusted browsers, revoke biometrics, disable and enable the account (:func:`idp.accounts.service.set_status`:
+disabling ends its sessions and tokens at once), reset (:func:`idp.accounts.service.reset_account`) and the SMS
 provisional code for re-creation (:func:`idp.accounts.creation.send_provisional_code`), limited per person and per
 advisor (atomic quotas; a refusal is audited as ``advisor.sms_limited``).
 :func:`action_log` lists the advisors' actions (supervisors only; the view checks the role).
@@ -189,22 +190,22 @@ def _account(found: Found) -> Account:
     return account
 
 
-def _unlock(found: Found) -> dict[str, Any]:
+def _unlock(found: Found, advisor: Advisor) -> dict[str, Any]:
     limits.unlock_account(_account(found).id)
     return {}
 
 
-def _end_sessions(found: Found) -> dict[str, Any]:
+def _end_sessions(found: Found, advisor: Advisor) -> dict[str, Any]:
     from idp.login.sessions import sessions
 
     return {"count": sessions.end_all(_account(found).id)}
 
 
-def _revoke_browsers(found: Found) -> dict[str, Any]:
+def _revoke_browsers(found: Found, advisor: Advisor) -> dict[str, Any]:
     return {"count": trusted_browser.revoke_all(_account(found).id)}
 
 
-def _revoke_biometrics(found: Found) -> dict[str, Any]:
+def _revoke_biometrics(found: Found, advisor: Advisor) -> dict[str, Any]:
     from idp.webauthn import service as webauthn
 
     return {"count": webauthn.revoke_all(_account(found).id, reason="advisor")}
@@ -212,6 +213,17 @@ def _revoke_biometrics(found: Found) -> dict[str, Any]:
 
 def _reset(found: Found, advisor: Advisor) -> dict[str, Any]:
     accounts.reset_account(_account(found), actor=f"advisor:{advisor.id}")
+    return {}
+
+
+def _disable(found: Found, advisor: Advisor) -> dict[str, Any]:
+    """The account can no longer sign in; its sessions, logins in flight and tokens end at once."""
+    accounts.set_status(_account(found), "disabled", actor=f"advisor:{advisor.id}")
+    return {}
+
+
+def _enable(found: Found, advisor: Advisor) -> dict[str, Any]:
+    accounts.set_status(_account(found), "active", actor=f"advisor:{advisor.id}")
     return {}
 
 
@@ -269,12 +281,14 @@ def _send_sms(found: Found, advisor: Advisor) -> dict[str, Any]:
                          "créer son compte avec sa carte Vitale et son IBAN.", detail="no phone") from None
 
 
-# name -> (French label, handler). The handler gets the dossier (and the advisor when it needs it).
+# name -> (French label, handler). The handler gets the dossier and the advisor.
 ACTIONS: dict[str, tuple[str, Callable[..., dict[str, Any]]]] = {
     "unlock": ("Débloquer le compte", _unlock),
     "end_sessions": ("Fermer les sessions ouvertes", _end_sessions),
     "revoke_browsers": ("Révoquer les navigateurs de confiance", _revoke_browsers),
     "revoke_biometrics": ("Désactiver la biométrie", _revoke_biometrics),
+    "disable": ("Désactiver le compte", _disable),
+    "enable": ("Réactiver le compte", _enable),
     "reset": ("Réinitialiser le compte", _reset),
     "send_sms": ("Envoyer un code provisoire par SMS", _send_sms),
 }
@@ -286,7 +300,7 @@ def perform(advisor: Advisor, found: Found, action: str, reason: str) -> dict[st
         raise BadRequest(detail="unknown advisor action")
     why = clean_reason(reason)
     handler = ACTIONS[action][1]
-    result = handler(found, advisor) if action in ("reset", "send_sms") else handler(found)
+    result = handler(found, advisor)
     audit.record(f"advisor.{action}", account_id=found.account_id, advisor=advisor.id, reason=why,
                  **{k: v for k, v in result.items() if k == "count"})
     return result

@@ -216,6 +216,24 @@ def test_cli_accounts_create_show_unlock_reset(cli: Any, tmp_path: Any, records:
     assert cli("accounts", "show", "12345", "--json").exit_code == 1
 
 
+def test_cli_accounts_disable_and_enable(cli: Any, tmp_path: Any, records: list[dict[str, Any]]) -> None:
+    path = tmp_path / "rfi.json"
+    path.write_text(json.dumps(records), encoding="utf-8")
+    cli("rfi", "import", str(path))
+    nir = by_name(records, "DUPONT")["nir"]
+    account_id = json.loads(cli("accounts", "create", "--nir", nir, "--password", PASSWORD, "--email", "m@example.fr",
+                                "--json").output)["id"]
+    disabled = cli("accounts", "disable", nir, "--json")
+    assert disabled.exit_code == 0 and nir not in disabled.output
+    assert json.loads(disabled.output) == {"id": account_id, "status": "disabled", "changed": True}
+    assert json.loads(cli("accounts", "show", nir, "--json").output)["status"] == "disabled"
+    assert "already disabled" in cli("accounts", "disable", nir).output
+    assert json.loads(cli("accounts", "enable", nir, "--json").output) == \
+        {"id": account_id, "status": "active", "changed": True}
+    missing = cli("accounts", "disable", by_name(records, "SANTONI")["nir"], "--json")
+    assert missing.exit_code == 1 and json.loads(missing.output)["error"] == "not_found"
+
+
 def test_cli_accounts_create_refuses_a_nir_the_registry_does_not_hold(cli: Any, records: list[dict[str, Any]]) -> None:
     """Issue 11: the registry's data decide who can sign in, so no account for a person it does not hold."""
     answer = cli("accounts", "create", "--nir", by_name(records, "SANTONI")["nir"], "--password", PASSWORD,

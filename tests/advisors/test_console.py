@@ -290,6 +290,31 @@ def test_end_sessions_and_revoke_browsers_and_biometrics(registry: Any, advisor:
     assert events(registry, "advisor.revoke_browsers")[0].data["count"] == 1
 
 
+def test_disable_ends_the_sessions_and_refuses_the_password_until_enabled(registry: Any, advisor: Any) -> None:
+    from idp.accounts import service
+    from idp.login.sessions import sessions
+
+    client, staff = advisor
+    account_id = make_account(registry, MARIE["nir"])
+    with registry.app_context():
+        session = sessions.create(account_id=account_id, proof=proof_of(["pwd"], at=0))
+    dossier = dossier_of(client, MARIE["nir"])
+    assert "Désactiver le compte" in text(client.get(dossier)) and "Réactiver le compte" not in text(client.get(dossier))
+    assert act(client, dossier, "disable", reason="usurpation signalée au 3646").status_code == 303
+    page = text(client.get(dossier))
+    assert "Statut</dt><dd>désactivé" in page and "Réactiver le compte" in page and "Désactiver le compte" not in page
+    with registry.app_context():
+        assert sessions.get(session.id) is None
+        assert service.authenticate(MARIE["nir"], PASSWORD) is None
+    (disabled,) = events(registry, "account.disabled")
+    assert disabled.account_id == account_id and disabled.data["actor"] == f"advisor:{staff.advisor_id}"
+    assert events(registry, "advisor.disable")[0].data["reason"] == "usurpation signalée au 3646"
+    assert act(client, dossier, "enable", reason="identité vérifiée en agence").status_code == 303
+    with registry.app_context():
+        assert service.authenticate(MARIE["nir"], PASSWORD) is not None
+    assert len(events(registry, "account.enabled")) == 1
+
+
 def test_reset_then_provisional_sms_code_recreates_the_account(registry: Any, advisor: Any, sms: RecordingSms,
                                                                mailbox: Any) -> None:
     from idp.accounts import service
@@ -324,7 +349,7 @@ def test_without_a_mobile_number_the_console_points_to_carte_vitale_and_iban(reg
     assert "carte Vitale et son IBAN" in page and "Envoyer un code provisoire" not in page
 
 
-ACTION_POSTS = ["unlock", "end_sessions", "revoke_browsers", "revoke_biometrics", "reset", "send_sms"]
+ACTION_POSTS = ["unlock", "end_sessions", "revoke_browsers", "revoke_biometrics", "disable", "enable", "reset", "send_sms"]
 
 
 @pytest.mark.parametrize("action", ACTION_POSTS)
@@ -340,7 +365,7 @@ def test_every_action_without_its_csrf_token_is_refused_and_changes_nothing(regi
         assert refused.status_code == 400
     with registry.app_context():
         assert service.find_account(MARIE["nir"]) is not None
-    assert events(registry, f"advisor.{action}") == []
+    assert events(registry, f"advisor.{action}") == [] and events(registry, "account.disabled") == []
 
 
 def test_sign_in_search_and_sign_out_posts_need_the_csrf_token(registry: Any, advisor: Any) -> None:

@@ -345,6 +345,25 @@ def test_attack3_an_advisor_reset_ends_the_login_in_flight(app: Any, client: Any
     assert resume(client).headers["Location"].endswith("/connexion")
 
 
+def test_attack3_disabling_the_account_ends_the_login_in_flight_and_refuses_the_next(
+        app: Any, client: Any, mailbox: Any) -> None:
+    """The code in the mailbox, then an advisor disables the account: the code no longer finishes the
+    login, and the right password afterwards is answered like a wrong one (the status is not told)."""
+    from idp.accounts import service
+
+    person = make_person(app)
+    start(client, flow(make_rp(app, "web")))
+    identify(client)
+    code, token = mailbox.code(), csrf_from(client.get("/connexion/code").data)
+    with app.test_request_context():
+        assert service.set_status(service.get_account(person.account_id), "disabled") is True
+    answer = client.post("/connexion/code", data={"csrf_token": token, "code": code})
+    assert answer.status_code == 303 and answer.headers["Location"] == "/connexion"
+    assert resume(client).headers["Location"].endswith("/connexion")
+    again = identify(client)
+    assert again.status_code == 200 and "Les informations saisies sont erronées" in again.get_data(as_text=True)
+
+
 @pytest.mark.parametrize("app_config", [{}])  # the default mapping: nothing here reaches eidas2
 def test_an_essential_acr_no_login_here_reaches_is_refused_to_any_client_at_once(app: Any, client: Any) -> None:
     import json

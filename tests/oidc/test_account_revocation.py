@@ -1,4 +1,5 @@
-"""A password change or reset takes back every grant of the account (review findings 5, 10), and a
+"""A password change, a reset or disabling the account takes back every grant of the account (review findings
+5, 10), and a
 code replayed while its first exchange is still running revokes what that exchange issues (finding 8)."""
 
 from __future__ import annotations
@@ -83,6 +84,65 @@ def test_reset_revokes_only_that_accounts_tokens(any_app: Any) -> None:
     with any_app.app_context():
         service.reset_account(service.get_account(marie.account_id))
     assert _userinfo(any_app.test_client(), kept["access_token"]) == 200
+
+
+def _disable(app: Any, account_id: str, status: str = "disabled") -> bool:
+    from idp.accounts import service
+
+    with app.app_context():
+        return service.set_status(service.get_account(account_id), status)
+
+
+def test_disabling_an_account_revokes_its_tokens_and_its_browser_session_at_once(any_app: Any) -> None:
+    """What it proved before must not stay usable while it cannot sign in: userinfo 401, introspection
+    inactive, refresh invalid_grant, and the browser's session no longer answers ``prompt=none``."""
+    from tests.oidc.conftest import OTHER_NIR
+
+    marie, jean, rp = make_person(any_app), make_person(any_app, OTHER_NIR, "jean@example.org"), make_rp(any_app)
+    client, browser = any_app.test_client(), any_app.test_client()
+    f = flow(rp)
+    issued = redeem(browser, rp, login(any_app, browser, marie, f)["code"], f).json
+    kept = _tokens(any_app, jean, rp)
+    assert _disable(any_app, marie.account_id) is True
+    assert _userinfo(client, issued["access_token"]) == 401
+    for token in (issued["access_token"], issued["refresh_token"]):
+        assert token_request(client, rp, {"token": token}, "/introspect").json == {"active": False}
+    refreshed = token_request(client, rp, {"grant_type": "refresh_token", "refresh_token": issued["refresh_token"]})
+    assert refreshed.status_code == 400 and refreshed.json["error"] == "invalid_grant"
+    silent = browser.get("/authorize", query_string=flow(rp, prompt="none").params)
+    assert silent.status_code == 302 and "error=login_required" in silent.headers["Location"]
+    assert _userinfo(client, kept["access_token"]) == 200  # another account is untouched
+
+
+def test_enabling_again_gives_back_nothing_revoked_and_a_new_login_works(any_app: Any) -> None:
+    from sqlalchemy import select
+
+    from idp.audit import AuditEvent
+    from idp.extensions import db
+
+    person, rp = make_person(any_app), make_rp(any_app)
+    client = any_app.test_client()
+    old = _tokens(any_app, person, rp)
+    assert _disable(any_app, person.account_id) is True
+    assert _disable(any_app, person.account_id) is False  # already disabled: nothing changes, nothing audited
+    assert _disable(any_app, person.account_id, "active") is True
+    assert _userinfo(client, old["access_token"]) == 401
+    refreshed = token_request(client, rp, {"grant_type": "refresh_token", "refresh_token": old["refresh_token"]})
+    assert refreshed.json["error"] == "invalid_grant"
+    assert _userinfo(client, _tokens(any_app, person, rp)["access_token"]) == 200
+    with any_app.app_context():
+        events = db.session.scalars(select(AuditEvent.event).where(AuditEvent.account_id == person.account_id)
+                                    .where(AuditEvent.event.in_(("account.disabled", "account.enabled")))
+                                    .order_by(AuditEvent.id)).all()
+    assert events == ["account.disabled", "account.enabled"]
+
+
+def test_an_unknown_account_status_is_refused(app: Any) -> None:
+    import pytest
+
+    person = make_person(app)
+    with pytest.raises(ValueError, match="unknown account status"):
+        _disable(app, person.account_id, "suspended")
 
 
 def test_code_replayed_while_the_first_exchange_runs_revokes_what_it_then_issues(any_app: Any) -> None:
