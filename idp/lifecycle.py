@@ -12,6 +12,9 @@ Every signal is sent with the account id as the sender. Subscribers today:
 - ``account_disabled`` (``idp accounts disable``; the account row stays, its status is ``disabled``): browser
   sessions, logins in flight, access and refresh tokens, reset links (what it proved before must not stay usable
   while it cannot sign in; its credentials stay for when it is enabled again);
+- ``sessions_ended`` (``sessions``: the browser sessions that a password change, a reset, a disabling, the
+  person's "end my other sessions" or an advisor ended at once): their relying parties get a back-channel
+  logout (:mod:`idp.oidc.logout`), after the answer;
 - ``email_changed`` (``previous``: the address validated before, or None; ``current``): reset links (they went
   to the previous address) end, and the previous address is told by e-mail.
 
@@ -29,6 +32,7 @@ password_changed = _events.signal("account-password-changed")
 account_reset = _events.signal("account-reset")
 account_disabled = _events.signal("account-disabled")
 email_changed = _events.signal("account-email-changed")
+sessions_ended = _events.signal("browser-sessions-ended")
 
 # Events after which nothing proved before may still count: sessions, logins in flight, tokens...
 CREDENTIAL_EVENTS = (password_changed, account_reset, account_disabled)

@@ -154,7 +154,11 @@ def reset(nir: str, sms: bool, as_json: bool) -> None:
 
     account = _load(nir, as_json)
     account_id = account.id
-    service.reset_account(account)
+    try:
+        service.reset_account(account)
+    except service.AccountDisabled:
+        _fail("this account is disabled: enable it first (idp accounts enable NIR), then reset it", as_json,
+              "account_disabled")
     data: dict[str, Any] = {"id": account_id, "reset": True, "sms_sent_to": None}
     if sms:
         try:

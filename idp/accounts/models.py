@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String, Text, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from idp.extensions import Base
@@ -36,6 +37,10 @@ class Account(Base):
     status: Mapped[str] = mapped_column(String(16), default="active")  # active | disabled
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     password_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Grants (sessions, codes, refresh families) from a login before this instant are refused wherever they are
+    # checked: set by a password change and by disabling the account (what a revocation in flight missed).
+    # Null (accounts before migration 0007): the last password change. See ``grants_cutoff``.
+    grants_not_before: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     login_count: Mapped[int] = mapped_column(Integer, default=0)
     biometric_offer_optout: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -44,6 +49,17 @@ class Account(Base):
     def is_active(self) -> bool:
         """Only active accounts can sign in."""
         return self.status == "active"
+
+    @property
+    def grants_cutoff(self) -> datetime | None:
+        """Grants from a login before this instant are refused (``grants_not_before``, else the last password
+        change); the SQL reading it is :func:`grants_cutoff_column`."""
+        return self.grants_not_before or self.password_changed_at
+
+
+def grants_cutoff_column(table: Any) -> Any:
+    """:attr:`Account.grants_cutoff` as a SQL expression on ``table`` (``accounts`` or an alias of it)."""
+    return func.coalesce(table.c.grants_not_before, table.c.password_changed_at)
 
 
 class TermsVersion(Base):

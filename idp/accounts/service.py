@@ -48,6 +48,17 @@ class PasswordRejected(BadRequest):
         self.reasons = reasons
 
 
+class AccountDisabled(IdpError):
+    """A disabled account is not reset: resetting would let its person (or whoever took it over) create an
+    active account again without anyone enabling it."""
+
+    code = "account_disabled"
+    status = 409
+    title = "Compte désactivé"
+    description = ("Ce compte est désactivé : il doit être réactivé avant d'être réinitialisé "
+                   "(« Réactiver le compte »).")
+
+
 class AccountExists(IdpError):
     """An account already exists for this identity (one account per person)."""
 
@@ -149,7 +160,7 @@ def set_password(account: Account, password: str, *, keep_session: str | None = 
     if reasons:
         raise PasswordRejected(reasons)
     account.password_hash = hash_password(password)
-    account.password_changed_at = clock().now()
+    account.password_changed_at = account.grants_not_before = clock().now()
     audit.record("account.password_changed", account_id=account.id, commit=False)
     db.session.commit()
     lifecycle.password_changed.send(account.id, keep_session=keep_session)
@@ -193,7 +204,9 @@ def reset_account(account: Account, *, actor: str = "advisor") -> None:
     terms acceptances and tokens (``ondelete=CASCADE``); then :data:`idp.lifecycle.account_reset` is
     published: browser sessions and logins in flight end, access tokens (Redis) are revoked, locks and
     quotas are cleared, pending codes and reset links are forgotten. The audit trail and the RFI identity
-    are kept."""
+    are kept. A disabled account is refused (:class:`AccountDisabled`): enable it first."""
+    if not account.is_active:
+        raise AccountDisabled(detail="reset of a disabled account")
     account_id = account.id
     db.session.delete(account)
     audit.record("account.reset", account_id=account_id, commit=False, actor=actor)
@@ -201,25 +214,31 @@ def reset_account(account: Account, *, actor: str = "advisor") -> None:
     lifecycle.account_reset.send(account_id)
 
 
-def set_status(account: Account, status: str, *, actor: str = "advisor") -> bool:
+def set_status(account: Account, status: str, *, actor: str = "advisor", reason: str | None = None) -> bool:
     """Disable (``"disabled"``) or enable again (``"active"``) an account; False when it already had that
     status (nothing changed, nothing audited).
 
-    Disabling commits the status first, so that no grant can start from now on (a login, a refresh and a
-    code exchange each read it), then publishes :data:`idp.lifecycle.account_disabled`: browser sessions and
-    logins in flight end, refresh-token families and access tokens are revoked, reset links are forgotten.
-    Enabling gives nothing back: the person signs in again. Credentials (WebAuthn, trusted browsers) stay."""
+    Disabling commits the status and the account's cut-off (``grants_not_before``: no grant from an earlier
+    login is honoured any more, wherever it is checked) with its audit event, then publishes
+    :data:`idp.lifecycle.account_disabled`: browser sessions and logins in flight end, refresh-token
+    families and access tokens are revoked, reset links are forgotten. Disabling an account already
+    disabled publishes it again (a clean-up interrupted by an outage is finished by running the command
+    again). Enabling gives nothing back: the person signs in again. Credentials (WebAuthn, trusted browsers)
+    stay."""
     if status not in ACCOUNT_STATUSES:
         raise ValueError(f"unknown account status: {status!r}")
-    if account.status == status:
-        return False
-    account.status = status
-    audit.record("account.disabled" if status == "disabled" else "account.enabled", account_id=account.id,
-                 commit=False, actor=actor)
-    db.session.commit()
+    changed = account.status != status
+    if changed:
+        account.status = status
+        if status == "disabled":
+            account.grants_not_before = clock().now()
+        details = {"reason": reason} if reason else {}
+        audit.record("account.disabled" if status == "disabled" else "account.enabled", account_id=account.id,
+                     commit=False, actor=actor, **details)
+        db.session.commit()
     if status == "disabled":
         lifecycle.account_disabled.send(account.id)
-    return True
+    return changed
 
 
 def forget_account_state(account_id: str, **_: object) -> None:

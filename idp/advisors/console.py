@@ -217,14 +217,13 @@ def _reset(found: Found, advisor: Advisor) -> dict[str, Any]:
 
 
 def _disable(found: Found, advisor: Advisor) -> dict[str, Any]:
-    """The account can no longer sign in; its sessions, logins in flight and tokens end at once."""
-    accounts.set_status(_account(found), "disabled", actor=f"advisor:{advisor.id}")
-    return {}
+    """The account can no longer sign in; its sessions, logins in flight and tokens end at once (again, on
+    an account already disabled: ``changed`` False)."""
+    return {"changed": accounts.set_status(_account(found), "disabled", actor=f"advisor:{advisor.id}")}
 
 
 def _enable(found: Found, advisor: Advisor) -> dict[str, Any]:
-    accounts.set_status(_account(found), "active", actor=f"advisor:{advisor.id}")
-    return {}
+    return {"changed": accounts.set_status(_account(found), "active", actor=f"advisor:{advisor.id}")}
 
 
 def _sms_refused(advisor: Advisor, scope: str, until: datetime | None) -> SmsLimited:
@@ -302,7 +301,7 @@ def perform(advisor: Advisor, found: Found, action: str, reason: str) -> dict[st
     handler = ACTIONS[action][1]
     result = handler(found, advisor)
     audit.record(f"advisor.{action}", account_id=found.account_id, advisor=advisor.id, reason=why,
-                 **{k: v for k, v in result.items() if k == "count"})
+                 **{k: v for k, v in result.items() if k in ("count", "changed")})
     return result
 
 

@@ -21,6 +21,7 @@ from flask import Blueprint, g, jsonify, redirect, render_template, request, url
 from flask.typing import ResponseReturnValue
 from werkzeug.wrappers import Response
 
+from idp.accounts.service import AccountDisabled
 from idp.advisors import console, service, staff_oidc
 from idp.advisors import sessions as advisor_sessions
 from idp.advisors.models import Advisor
@@ -262,7 +263,7 @@ def act(session: AdvisorSession, advisor: Advisor, handle: str, action: str) -> 
         raise BadRequest(detail="unknown advisor action")
     try:
         result = console.perform(advisor, found, action, request.form.get("reason", ""))
-    except console.ReasonRequired as exc:
+    except (console.ReasonRequired, AccountDisabled) as exc:
         state = console.account_state(found)
         return _page("dossier.html", 200, state=state, handle=handle, actions=console.ACTIONS, done=None,
                      sms_to="", errors={action: exc.description})

@@ -89,6 +89,15 @@ def _browser_session() -> BrowserSession:
     return session
 
 
+def _account_session() -> BrowserSession:
+    """The browser session of an account that may still sign in (the management pages): a session a
+    disabling missed (a login finishing while it ran) opens nothing."""
+    session = _browser_session()
+    if _account_of_id(session.account_id) is None:
+        raise SessionRequired(detail="account missing or disabled")
+    return session
+
+
 def _no_store(response: Any) -> Any:
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -196,7 +205,7 @@ def _remembered_account_id() -> str | None:
 @bp.get("/compte/biometrie")
 def manage() -> ResponseReturnValue:
     """The account's credentials: device, activation, last use, expiry; each can be revoked."""
-    session = _browser_session()
+    session = _account_session()
     now = clock().now()
     rows = [{"id": c.id, "device": c.device_label, "created": paris_display(as_utc(c.created_at)),
              "last_used": paris_display(as_utc(c.last_used_at)) if c.last_used_at else "jamais",
@@ -215,7 +224,7 @@ def revoke(credential: int) -> ResponseReturnValue:
     re-authentication code in this session, the browser goes to the code page first (nothing changes)."""
     from idp.accounts import security
 
-    session = _browser_session()
+    session = _account_session()
     if not security.reauthenticated(session):
         security.change_refused(session, "webauthn.revoke")
         return redirect(url_for("security.verify", suite="biometrie"), 303)

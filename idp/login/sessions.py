@@ -16,6 +16,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from idp import lifecycle
 from idp.clock import timestamp
 from idp.crypto import new_token
 from idp.extensions import clock, redis_client, rkey, settings
@@ -135,15 +136,33 @@ class SessionStore:
         redis_client().srem(self._index(session.account_id), session.id)
 
     def end_all(self, account_id: str, *, except_id: str | None = None) -> int:
-        """End every session of an account (password change, reset); returns how many ended."""
+        """End every session of an account (password change, reset, disabling, "end my other sessions", an
+        advisor); returns how many ended. The sessions that had clients are published as
+        :data:`idp.lifecycle.sessions_ended` (their relying parties are told by back-channel logout)."""
         ids = [i.decode() if isinstance(i, bytes) else i for i in redis_client().smembers(self._index(account_id))]
-        ended = 0
+        ended: list[BrowserSession] = []
+        count = 0
         for session_id in ids:
             if session_id == except_id:
                 continue
-            ended += int(redis_client().delete(self._key(session_id)))
+            raw = redis_client().getdel(self._key(session_id))
             redis_client().srem(self._index(account_id), session_id)
-        return ended
+            if raw is None:
+                continue
+            count += 1
+            session = self._decode(raw)
+            if session is not None and session.clients:
+                ended.append(session)
+        if ended:
+            lifecycle.sessions_ended.send(account_id, sessions=ended)
+        return count
+
+    @staticmethod
+    def _decode(raw: bytes | str) -> BrowserSession | None:
+        try:
+            return BrowserSession(**json.loads(raw))
+        except (ValueError, TypeError):
+            return None
 
     def _write(self, session: BrowserSession) -> None:
         redis_client().set(self._key(session.id), session.to_json(), ex=self._ttl())

@@ -189,9 +189,10 @@ def login_reasons(params: dict[str, str], session: BrowserSession | None, client
         # must not give web clients SSO without the password and a second factor: the login policy asks for
         # them in a new interaction.
         reasons.append("second_factor")
-    if session is not None and not reasons and predates_password(session):
-        # The session was kept by a password change on "Sécurité de mon compte": a code from it would be
-        # refused at the token endpoint (its authentication predates the password), so a new login is asked.
+    if session is not None and not reasons and session_cut_off(session):
+        # The session was kept by a password change on "Sécurité de mon compte" (or opened by a login that
+        # finished while the account was being disabled): a code from it would be refused at the token
+        # endpoint (its authentication predates the account's cut-off), so a new login is asked.
         reasons.append("password_changed")
     hinted = hint_subject(params, redirect_uri)
     if session is not None and hinted is not None and hinted != claims.subject(client, session.account_id):
@@ -201,13 +202,14 @@ def login_reasons(params: dict[str, str], session: BrowserSession | None, client
     return reasons
 
 
-def predates_password(session: BrowserSession) -> bool:
-    """True when the session's authentication is older than its account's password (or the account is gone)."""
+def session_cut_off(session: BrowserSession) -> bool:
+    """True when the session must not answer: its account is gone or disabled, or its authentication is older
+    than the account's cut-off (``grants_not_before``: a password change, a disabling)."""
     from idp.accounts.service import get_account
-    from idp.oidc.tokens import predates_password as older
+    from idp.oidc.tokens import predates_cutoff
 
     account = get_account(session.account_id)
-    return account is None or older(session.auth_time, account.password_changed_at)
+    return account is None or not account.is_active or predates_cutoff(session.auth_time, account.grants_cutoff)
 
 
 def consent_only(decision: Decision) -> bool:

@@ -8,6 +8,7 @@ the browser session and tells the clients of that session that registered a
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -61,6 +62,28 @@ def end_browser_session(session: BrowserSession) -> None:
         client = get_client(client_id)
         if client is not None and client.backchannel_logout_uri:
             send_backchannel_logout(client, session)
+
+
+def notify_ended_sessions(account_id: str, *, sessions: list[BrowserSession], **_: Any) -> None:
+    """Lifecycle receiver (:data:`idp.lifecycle.sessions_ended`): a back-channel logout to each client of the
+    ended sessions that registered a ``backchannel_logout_uri``, sent after the answer (outbox threads: a
+    slow relying party delays neither the person, the advisor nor the operator)."""
+    from flask import current_app
+
+    from idp.notify import outbox
+
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    for session in sessions:
+        for client_id in session.clients:
+            client = get_client(client_id)
+            if client is not None and client.backchannel_logout_uri:
+                outbox.send_later(app, functools.partial(_send_to, client_id, session))
+
+
+def _send_to(client_id: str, session: BrowserSession) -> None:
+    client = get_client(client_id)
+    if client is not None and client.backchannel_logout_uri:
+        send_backchannel_logout(client, session)
 
 
 def logout_token(client: Client, session: BrowserSession) -> str:

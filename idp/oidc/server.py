@@ -234,10 +234,11 @@ class IdpRefreshTokenGrant(grants.RefreshTokenGrant):
         if clock().now() >= claimed.expires_at:  # past the family's absolute life: give the claim back
             db.session.rollback()
             return None
-        if tokens.predates_password(claimed.auth.get("auth_time"), claimed.password_changed_at):
-            # A successor inserted by a refresh in flight while the password changed escaped the revocation.
+        if tokens.predates_cutoff(claimed.auth.get("auth_time"), claimed.grants_not_before):
+            # A successor inserted by a refresh in flight while the password changed (or the account was
+            # disabled) escaped the revocation.
             db.session.rollback()
-            log.warning("refresh token older than the password refused", extra={"client_id": client.client_id})
+            log.warning("refresh token older than the account's cut-off refused", extra={"client_id": client.client_id})
             return None
         g.oidc_refresh_family = claimed
         if successor is not None:
@@ -278,20 +279,22 @@ def _new_account() -> Any:
 
 def _existing(user: tokens.EndUser) -> tokens.EndUser | None:
     row = db.session.connection().execute(_owner_statement(), {"account_id": user.account_id}).first()
-    if row is None or not _is_active(row.status) or tokens.predates_password(user.auth_time, row.password_changed_at):
+    if row is None or not _is_active(row.status) or tokens.predates_cutoff(user.auth_time, row.grants_not_before):
         return None
     return user
 
 
 @cache
 def _owner_statement() -> Any:
-    """``SELECT status, password_changed_at FROM accounts WHERE id = :account_id`` (built once)."""
-    from sqlalchemy import bindparam, select
+    """``SELECT status, grants_not_before FROM accounts WHERE id = :account_id`` (built once)."""
+    from sqlalchemy import Table, bindparam, select
 
-    from idp.accounts.models import Account
+    from idp.accounts.models import Account, grants_cutoff_column
 
-    table = Account.__table__.c
-    return select(table.status, table.password_changed_at).where(table.id == bindparam("account_id"))
+    table = Account.__table__
+    assert isinstance(table, Table)
+    return select(table.c.status, grants_cutoff_column(table).label("grants_not_before")) \
+        .where(table.c.id == bindparam("account_id"))
 
 
 # --- client authentication: private_key_jwt (RFC 7523 §2.2, OIDC Core §9) --------------------
@@ -421,7 +424,7 @@ def _save_token(token: dict[str, Any], request: OAuth2Request) -> None:
                                                       scope=token.get("scope", ""), user=user,
                                                       lifetime=refresh_token_ttl(client))
         if created is None or not _is_active(created.account_status) \
-                or tokens.predates_password(user.auth_time, created.password_changed_at):
+                or tokens.predates_cutoff(user.auth_time, created.grants_not_before):
             raise InvalidGrantError("There is no 'user' for this code.")  # the /token view rolls the insert back
         new_family_id = created.family_id
     elif unchecked and _existing(user) is None:  # no refresh token after all: the check as without one
@@ -613,8 +616,11 @@ class _RefreshView:
         return not refresh_token_usable(self.record)
 
     def is_revoked(self) -> bool:
-        """Revoked or already rotated."""
-        return self.record.revoked or self.record.rotated_at is not None
+        """Revoked or already rotated, or its owner may no longer use it (disabled, or a login older than the
+        account's cut-off: a family that a revocation in flight missed is refused by the refresh grant too)."""
+        if self.record.revoked or self.record.rotated_at is not None:
+            return True
+        return _existing(self.get_user()) is None
 
     def get_scope(self) -> str:
         """Granted scope."""

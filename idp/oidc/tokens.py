@@ -353,7 +353,7 @@ class ClaimedRefreshToken:
     auth: dict[str, Any]
     expires_at: datetime
     account_status: str
-    password_changed_at: datetime | None = None  # the owner's (aware): grants older than it are refused
+    grants_not_before: datetime | None = None  # the owner's cut-off (aware): grants from older logins are refused
 
     def check_client(self, client: Client) -> bool:
         """Bound to the client it was issued to."""
@@ -368,21 +368,21 @@ class ClaimedRefreshToken:
 def _claim_statement() -> Any:
     """``UPDATE oidc_refresh_tokens SET rotated_at = :now WHERE token_hash = :h AND client_id = :c AND
     rotated_at IS NULL AND NOT revoked RETURNING ..., (SELECT status FROM accounts WHERE id = account_id), (SELECT
-    password_changed_at ...)`` (built once; the owner's status and password change come back with the claim,
+    grants_not_before ...)`` (built once; the owner's status and grant cut-off come back with the claim,
     correlated subqueries because SQLite's RETURNING cannot name the tables of an UPDATE ... FROM)."""
-    from idp.accounts.models import Account
+    from idp.accounts.models import Account, grants_cutoff_column
 
     rt, owner = _REFRESH, cast("Table", Account.__table__).alias("owner")
     # Spelled out: SQLite's compiler leaves the columns of a RETURNING clause unqualified, subquery included.
     correlation = literal_column("owner.id") == literal_column(f"{rt.name}.account_id")
     status = select(owner.c.status).where(correlation).scalar_subquery()
-    changed = select(owner.c.password_changed_at).where(correlation).scalar_subquery()
+    changed = select(grants_cutoff_column(owner)).where(correlation).scalar_subquery()
     return (update(rt)
             .where(rt.c.token_hash == bindparam("h"), rt.c.client_id == bindparam("c"), rt.c.rotated_at.is_(None),
                    rt.c.revoked.is_(False))
             .values(rotated_at=bindparam("now"))
             .returning(rt.c.id, rt.c.family_id, rt.c.client_id, rt.c.account_id, rt.c.scope, rt.c.auth,
-                       rt.c.expires_at, status.label("account_status"), changed.label("password_changed_at")))
+                       rt.c.expires_at, status.label("account_status"), changed.label("grants_not_before")))
 
 
 @cache
@@ -403,7 +403,8 @@ WITH claimed AS (
     FROM claimed
 )
 SELECT claimed.id, claimed.family_id, claimed.client_id, claimed.account_id, claimed.scope, claimed.auth,
-       claimed.expires_at, owner.status AS account_status, owner.password_changed_at
+       claimed.expires_at, owner.status AS account_status,
+       COALESCE(owner.grants_not_before, owner.password_changed_at) AS grants_not_before
 FROM claimed LEFT JOIN accounts AS owner ON owner.id = claimed.account_id""")
 
 
@@ -436,7 +437,7 @@ def claim_refresh_token(token: str, client_id: str, *, successor: str | None = N
     claimed = ClaimedRefreshToken(id=row.id, family_id=row.family_id, client_id=row.client_id,
                                account_id=row.account_id, scope=row.scope, auth=dict(row.auth),
                                expires_at=aware(row.expires_at) or row.expires_at, account_status=row.account_status,
-                               password_changed_at=aware(row.password_changed_at))
+                               grants_not_before=aware(row.grants_not_before))
     if successor is not None and not together:
         _insert_refresh(successor, family_id=claimed.family_id, client_id=client_id, account_id=claimed.account_id,
                         scope=scope or claimed.scope, auth=claimed.auth, issued_at=now, expires_at=claimed.expires_at)
@@ -496,16 +497,16 @@ class NewFamily:
 
     family_id: str
     account_status: str
-    password_changed_at: datetime | None
+    grants_not_before: datetime | None
 
 
 @cache
 def _insert_family_statement() -> Any:
     """``INSERT INTO oidc_refresh_tokens (...) SELECT :token_hash, ... FROM accounts WHERE id = :account_id
-    RETURNING (SELECT status ...), (SELECT password_changed_at ...)``: nothing is inserted for an account that
+    RETURNING (SELECT status ...), (SELECT grants_not_before ...)``: nothing is inserted for an account that
     no longer exists, and the owner's state comes back with the insert (one round trip instead of a SELECT
     and an INSERT). Correlated subqueries, as in :func:`_claim_statement`, for SQLite's RETURNING."""
-    from idp.accounts.models import Account
+    from idp.accounts.models import Account, grants_cutoff_column
 
     rt, account = _REFRESH, cast("Table", Account.__table__)
     owner = account.alias("owner")
@@ -514,17 +515,17 @@ def _insert_family_statement() -> Any:
     values = [bindparam(name, type_=rt.c[name].type) for name in names]
     correlation = literal_column("owner.id") == literal_column(f"{rt.name}.account_id")
     status = select(owner.c.status).where(correlation).scalar_subquery()
-    changed = select(owner.c.password_changed_at).where(correlation).scalar_subquery()
+    changed = select(grants_cutoff_column(owner)).where(correlation).scalar_subquery()
     source = select(*values).where(account.c.id == bindparam("owner_id"))
     return (insert(rt).from_select(names, source)
-            .returning(status.label("account_status"), changed.label("password_changed_at")))
+            .returning(status.label("account_status"), changed.label("grants_not_before")))
 
 
 def insert_family_checking_owner(token: str, *, client: Client, scope: str, user: EndUser,
                                  lifetime: int) -> NewFamily | None:
     """The first refresh token of a new family (code grant), inserted only if its owner's account exists, whose
-    status and password change come back with it (the caller refuses an inactive owner or a login older than
-    the password, and rolls back); None when the account does not exist. Not committed (see
+    status and grant cut-off come back with it (the caller refuses an inactive owner or a login older than
+    the cut-off, and rolls back); None when the account does not exist. Not committed (see
     :func:`insert_refresh_token`)."""
     now = clock().now()
     family_id = new_token(24)
@@ -534,7 +535,7 @@ def insert_family_checking_owner(token: str, *, client: Client, scope: str, user
         "issued_at": now, "expires_at": now + timedelta(seconds=lifetime), "revoked": False}).first()
     if row is None:
         return None
-    return NewFamily(family_id, row.account_status, aware(row.password_changed_at))
+    return NewFamily(family_id, row.account_status, aware(row.grants_not_before))
 
 
 def issue_refresh_token(token: str, *, client: Client, scope: str, user: EndUser,
@@ -585,12 +586,13 @@ def _revoke_indexed(index: str) -> None:
         redis_client().delete(*(rkey("at", d) for d in digests))
 
 
-def predates_password(auth_time: int | None, password_changed_at: datetime | None) -> bool:
-    """True when a grant's authentication happened before the account's last password change: it must not
-    be honoured (a refresh or a code exchange in flight when the password changed may have escaped
-    :func:`revoke_all_for_account`). ``password_changed_at`` may be naive (SQLite): read as UTC."""
-    changed = aware(password_changed_at)
-    return changed is not None and auth_time is not None and int(auth_time) < timestamp(changed)
+def predates_cutoff(auth_time: int | None, grants_not_before: datetime | None) -> bool:
+    """True when a grant's authentication happened before the account's cut-off (``Account.grants_not_before``:
+    its last password change, or its disabling): it must not be honoured (a refresh or a code exchange in
+    flight then may have escaped :func:`revoke_all_for_account`, a code waiting in Redis was not revoked at
+    all). ``grants_not_before`` may be naive (SQLite): read as UTC."""
+    cutoff = aware(grants_not_before)
+    return cutoff is not None and auth_time is not None and int(auth_time) < timestamp(cutoff)
 
 
 def new_opaque_token() -> str:

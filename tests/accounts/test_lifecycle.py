@@ -228,6 +228,8 @@ def test_cli_accounts_disable_and_enable(cli: Any, tmp_path: Any, records: list[
     assert json.loads(disabled.output) == {"id": account_id, "status": "disabled", "changed": True}
     assert json.loads(cli("accounts", "show", nir, "--json").output)["status"] == "disabled"
     assert "already disabled" in cli("accounts", "disable", nir).output
+    refused = cli("accounts", "reset", nir, "--json")  # enable first: a reset would re-create it active
+    assert refused.exit_code == 1 and json.loads(refused.output)["error"] == "account_disabled"
     assert json.loads(cli("accounts", "enable", nir, "--json").output) == \
         {"id": account_id, "status": "active", "changed": True}
     missing = cli("accounts", "disable", by_name(records, "SANTONI")["nir"], "--json")

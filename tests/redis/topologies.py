@@ -1,6 +1,7 @@
 """Real Redis topologies started by the tests on 127.0.0.1 and free ports (Debian's ``redis-server``):
 
-- :class:`ClusterProcesses`: 3 masters joined with ``redis-cli --cluster create`` (16384 slots split);
+- :class:`ClusterProcesses`: 3 masters joined with ``redis-cli --cluster create`` (16384 slots split), each
+  with ``replicas`` replicas of its own when asked (cluster failover: a replica is elected when its master dies);
 - :class:`SentinelSet`: a primary, one replica and 3 ``redis-server --sentinel`` processes watching them.
 
 Both are stopped (SIGTERM, then SIGKILL) when their fixture ends; nothing touches the shared server.
@@ -69,9 +70,10 @@ class Node:
 
 @dataclass
 class ClusterProcesses:
-    """A 3-master Redis Cluster (no replicas: the tests need slot routing, not cluster failover)."""
+    """A 3-master Redis Cluster; ``replicas=1`` gives each master a replica (cluster failover tests)."""
 
     directory: Path
+    replicas: int = 0
     nodes: list[Node] = field(default_factory=list)
 
     @property
@@ -80,25 +82,59 @@ class ClusterProcesses:
         return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
 
     def start(self) -> ClusterProcesses:
-        """Start the masters, create the cluster, wait until every node says cluster_state:ok."""
-        for i in range(3):
+        """Start the nodes, create the cluster, wait until every node says cluster_state:ok (and, with
+        replicas, until each master has its replica connected)."""
+        for i in range(3 * (1 + self.replicas)):
             self.nodes.append(Node(self.directory / f"node{i}", [
                 "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                 "--cluster-port", str(free_port()),  # the default bus port (+10000) may be out of range
-                "--cluster-node-timeout", "2000", "--appendonly", "yes", "--appendfsync", "everysec"]).start())
+                "--cluster-node-timeout", "2000", "--appendonly", "yes", "--appendfsync", "everysec",
+                "--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0"]).start())
         subprocess.run(["redis-cli", "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
-                        "--cluster-replicas", "0", "--cluster-yes"], check=True, capture_output=True, timeout=60)
+                        "--cluster-replicas", str(self.replicas), "--cluster-yes"], check=True, capture_output=True,
+                       timeout=60)
 
         def ready() -> bool:
-            return all(n.client().cluster("INFO").get("cluster_state") == "ok" for n in self.nodes)
+            if not all(n.client().cluster("INFO").get("cluster_state") == "ok" for n in self.alive()):
+                return False
+            return all(int(m.client().info("replication").get("connected_slaves", 0)) >= self.replicas
+                       for m in self.masters())
 
-        wait_until(ready, timeout=60, what="cluster_state:ok")
+        wait_until(ready, timeout=60, what="cluster_state:ok" + (" and replicas in sync" if self.replicas else ""))
         return self
+
+    def alive(self) -> list[Node]:
+        """The nodes whose process still runs."""
+        return [n for n in self.nodes if n.process is not None and n.process.poll() is None]
+
+    def masters(self) -> list[Node]:
+        """The live nodes that now serve slots as masters."""
+        return [n for n in self.alive() if n.client().info("replication").get("role") == "master"]
+
+    def master_of(self, key: str) -> Node | None:
+        """The live master that serves ``key``'s hash slot now (None during a failover: nobody yet)."""
+        slot = int(self.alive()[0].client().cluster("KEYSLOT", key))
+        for node in self.masters():
+            if any(int(a) <= slot <= int(b) for a, b in _own_slot_ranges(node)):
+                return node
+        return None
 
     def stop(self) -> None:
         """Stop every node."""
         for node in self.nodes:
             node.stop()
+
+
+def _own_slot_ranges(node: Node) -> list[tuple[str, str]]:
+    """The slot ranges this node serves, from its own ``CLUSTER NODES`` line (``myself``)."""
+    raw = node.client().execute_command("CLUSTER", "NODES")
+    text = raw.decode() if isinstance(raw, bytes) else str(raw)
+    for line in text.splitlines():
+        fields = line.split()
+        if "myself" in fields[2]:
+            return [tuple(part.split("-")) if "-" in part else (part, part)  # type: ignore[misc]
+                    for part in fields[8:] if not part.startswith("[")]
+    return []
 
 
 @dataclass
