@@ -11,10 +11,12 @@ is only used to look the identity up and never leaves this module.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.orm.util import identity_key
 from sqlalchemy.sql import Select
 
@@ -63,47 +65,68 @@ def requested_claims(scope: str, claims_request: dict[str, Any] | None, member: 
     return names
 
 
+class AccountNotUsable(Exception):
+    """Userinfo for an account that may no longer use its tokens: disabled, or the token comes from a login
+    older than the account's cut-off (a grant in flight across a disabling or a password change)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _AccountRow:
+    email: str | None
+    email_validated: bool
+    nir_enc: str
+    status: str
+    cutoff: datetime | None
+
+
 @cache
 def _account_statement() -> Select[Any]:
-    """The columns claims need of an account, as one Core statement built once (no ORM instance)."""
-    from idp.accounts.models import Account
+    """The columns claims need of an account, with its status and cut-off, as one Core statement built once
+    (no ORM instance)."""
+    from idp.accounts.models import Account, grants_cutoff_column
 
     table = Account.__table__
-    return select(table.c.email, table.c.email_validated, table.c.nir_enc).where(table.c.id == bindparam("id"))
+    assert isinstance(table, Table)
+    return select(table.c.email, table.c.email_validated, table.c.nir_enc, table.c.status,
+                  grants_cutoff_column(table).label("cutoff")).where(table.c.id == bindparam("id"))
 
 
-def _account_values(account_id: str) -> tuple[str | None, bool, str] | None:
-    """(email, email_validated, nir_enc) of an account, or None. An account this request already loaded
-    (the code exchange) is read from the session, with its pending changes; otherwise one Core query."""
+def _account_values(account_id: str) -> _AccountRow | None:
+    """What claims need of an account, or None. An account this request already loaded (the code exchange)
+    is read from the session, with its pending changes; otherwise one Core query."""
     from idp.accounts.models import Account
 
     loaded = db.session.identity_map.get(identity_key(Account, account_id))
     if isinstance(loaded, Account):
-        return loaded.email, bool(loaded.email_validated), loaded.nir_enc
+        return _AccountRow(loaded.email, bool(loaded.email_validated), loaded.nir_enc, loaded.status,
+                           loaded.grants_cutoff)
     row = db.session.connection().execute(_account_statement(), {"id": account_id}).first()
-    return None if row is None else (row.email, bool(row.email_validated), row.nir_enc)
+    return None if row is None else _AccountRow(row.email, bool(row.email_validated), row.nir_enc, row.status,
+                                                row.cutoff)
 
 
 def identity_claims(account_id: str, names: set[str]) -> dict[str, Any]:
     """The values of ``names`` for an account, in FranceConnect formats (unknown values left out)."""
-    from idp.accounts.service import identity_of_nir
-    from idp.nir import Nir
-
     names = names - {"sub"}
     if not names:
         return {}
     account = _account_values(account_id)
-    if account is None:
-        return {}
-    email, email_validated, nir_enc = account
+    return {} if account is None else _identity_values(account, names)
+
+
+def _identity_values(account: _AccountRow, names: set[str]) -> dict[str, Any]:
+    from idp.accounts.service import identity_of_nir
+    from idp.nir import Nir
+
+    names = names - {"sub"}
     values: dict[str, Any] = {}
-    if names & {"email", "email_verified"} and email:
-        values["email"] = email
-        values["email_verified"] = email_validated
+    if names & {"email", "email_verified"} and account.email:
+        values["email"] = account.email
+        values["email_verified"] = account.email_validated
     identity_names = names - {"email", "email_verified"}
     if identity_names:
         # idp.accounts.service.account_nir, from the column read above
-        identity = identity_of_nir(Nir(decrypt(nir_enc, "nir")))
+        identity = identity_of_nir(Nir(decrypt(account.nir_enc, "nir")))
         values.update({
             "given_name": identity.given_name,
             "family_name": identity.family_name,
@@ -120,6 +143,15 @@ def identity_claims(account_id: str, names: set[str]) -> dict[str, Any]:
 def userinfo_claims(client: Client, user: EndUser, scope: str) -> dict[str, Any]:
     """The userinfo answer (OIDC Core §5.3.2): ``sub`` as this client sees it, plus the claims the
     granted scopes and the ``claims`` parameter's ``userinfo`` member ask for. The one definition of
-    what userinfo says, for the Authlib endpoint and for :mod:`idp.oidc.userinfo_wsgi`."""
+    what userinfo says, for the Authlib endpoint and for :mod:`idp.oidc.userinfo_wsgi`. The account is read
+    every time (one query, with the claims' columns): :class:`AccountNotUsable` when it is gone, disabled, or
+    cut off since the token's login."""
+    from idp.accounts.models import status_allows_sign_in
+    from idp.oidc.tokens import predates_cutoff
+
+    account = _account_values(user.account_id)
+    if account is None or not status_allows_sign_in(account.status) \
+            or predates_cutoff(user.auth_time, account.cutoff):
+        raise AccountNotUsable
     names = requested_claims(scope, user.claims, "userinfo", client)
-    return {"sub": subject(client, user.account_id), **identity_claims(user.account_id, names)}
+    return {"sub": subject(client, user.account_id), **_identity_values(account, names)}

@@ -264,17 +264,9 @@ def refresh_token_usable(record: RefreshToken) -> bool:
 
 def _is_active(status: str | None) -> bool:
     """The account rule (``Account.is_active``) applied to a status read without loading the account."""
-    if status is None:
-        return False
-    account = _new_account()  # not the declarative constructor: ten times cheaper, and this runs per token request
-    account.__dict__["status"] = status
-    return bool(account.is_active)
+    from idp.accounts.models import status_allows_sign_in
 
-
-def _new_account() -> Any:
-    from idp.accounts.models import Account
-
-    return Account.__mapper__.class_manager.new_instance()
+    return status_allows_sign_in(status)
 
 
 def _existing(user: tokens.EndUser) -> tokens.EndUser | None:
@@ -590,9 +582,13 @@ class IdpIntrospection(IntrospectionEndpoint):
         return bool(token.client_id == client.client_id)
 
     def introspect_token(self, token: Any) -> dict[str, Any]:
-        """RFC 7662 §2.2 members (sub as that client sees it)."""
+        """RFC 7662 §2.2 members (sub as that client sees it). An access token whose owner may no longer use
+        it (disabled, or a login older than the account's cut-off: one issued by an exchange in flight across
+        a disabling) is inactive (a refresh token's owner is checked by :meth:`_RefreshView.is_revoked`)."""
         client = get_client(token.client_id)
         user = token.get_user()
+        if isinstance(token, tokens.AccessToken) and _existing(user) is None:
+            return {"active": False}
         return {"active": True, "client_id": token.client_id, "scope": token.get_scope(),
                 "token_type": token.token_type, "sub": claims.subject(client, user.account_id) if client else None,
                 "aud": token.client_id, "iss": settings().issuer, "exp": token.expires_at_ts,

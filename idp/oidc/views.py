@@ -340,6 +340,9 @@ def userinfo() -> ResponseReturnValue:
     except IdentityNotFound:
         return _oauth_error(401, "invalid_token", "The end-user is no longer known to the identity registry.",
                             bearer=True)
+    except claims.AccountNotUsable:  # disabled, deleted, or cut off since the token's login
+        return _oauth_error(401, "invalid_token", "The access token is no longer valid for this end-user.",
+                            bearer=True)
     if response.status_code == 403 and "WWW-Authenticate" not in response.headers:
         # RFC 6750 §3: a token without ``openid`` gets the challenge too (Authlib's 403 has none).
         response.headers["WWW-Authenticate"] = 'Bearer error="insufficient_scope", scope="openid"'

@@ -61,6 +61,8 @@ def _access_token(app: Any, person: Any, rp: Any, scope: str, **params: Any) -> 
 
 def _stored_token(app: Any, person: Any, rp: Any, scope: str, expires_in: int = 600) -> str:
     """An access token stored directly (a scope no authorization request here would give, e.g. no openid)."""
+    from idp.clock import timestamp
+    from idp.extensions import clock
     from idp.oidc import tokens
     from idp.oidc.clients import get_client
 
@@ -69,8 +71,8 @@ def _stored_token(app: Any, person: Any, rp: Any, scope: str, expires_in: int = 
         client = get_client(rp.client_id)
         assert client is not None
         tokens.store_access_token(token, client=client, scope=scope, expires_in=expires_in, family_id=None,
-                                  user=tokens.EndUser(account_id=person.account_id, auth_time=0, acr="eidas1",
-                                                      amr=["pwd"]))
+                                  user=tokens.EndUser(account_id=person.account_id, auth_time=timestamp(clock().now()),
+                                                      acr="eidas1", amr=["pwd"]))
     return token
 
 

@@ -2,7 +2,8 @@
 
 Each hole the review found is replayed and shown closed: a clean-up interrupted by an outage is finished by
 running the command again; a grant in flight across the disable, or a code waiting in Redis, is refused
-after it (the account's cut-off, ``grants_not_before``), even once the account is enabled again; a session
+after it (the account's status at userinfo and introspection, its cut-off ``grants_not_before`` wherever a
+grant is used), even once the account is enabled again; a session
 opened by a login that finished during the disable answers nothing; the relying parties of the ended sessions
 get a back-channel logout; a disabled account cannot be reset into an active one; the console audits only
 what changed.
@@ -80,12 +81,13 @@ def test_a_clean_up_interrupted_by_an_outage_is_finished_by_disabling_again(app:
 
 
 @pytest.mark.postgres
-def test_a_code_exchange_in_flight_across_the_disable_leaves_no_refresh_family_even_once_enabled(
+def test_tokens_of_a_code_exchange_in_flight_across_the_disable_are_refused_even_once_enabled(
         pg_app: Any, clock: Any, monkeypatch: Any) -> None:
     """Worker A exchanges a code: its INSERT ... SELECT reads the owner active and inserts the refresh family
     (uncommitted). Worker B disables the account meanwhile: commit, then the revocation (which cannot see
-    A's row). A commits. The family escaped the revocation, but the account's cut-off refuses it: at
-    introspection, at the refresh grant, and still after the account is enabled again."""
+    A's row nor A's access token, not stored yet). A commits. Both escaped the revocation, but the account's
+    status and cut-off refuse them: at userinfo, at introspection, at the refresh grant, and the family still
+    after the account is enabled again."""
     from idp.accounts import service
     from idp.oidc import tokens
 
@@ -118,6 +120,10 @@ def test_a_code_exchange_in_flight_across_the_disable_leaves_no_refresh_family_e
     assert done and _status(pg_app, person.account_id) == "disabled"
     assert issued.status_code == 200  # issued across the disable: the race this test is about
     escaped = issued.json
+    assert _userinfo(client, escaped["access_token"]) == 401  # the fast path in front of Flask...
+    by_flask = client.post("/userinfo", data={"access_token": escaped["access_token"]})  # ...and the route
+    assert by_flask.status_code == 401 and by_flask.json["error"] == "invalid_token"
+    assert _introspect(client, rp, escaped["access_token"]) is False
     assert _introspect(client, rp, escaped["refresh_token"]) is False
     assert _refresh(client, rp, escaped["refresh_token"]).json["error"] == "invalid_grant"
     assert _set_status(pg_app, person.account_id, "active") is True
@@ -258,3 +264,28 @@ def test_the_console_audits_whether_a_disable_or_enable_changed_anything(registr
         seen = [(event, data.get("changed")) for event, data in rows]
     assert seen == [("advisor.enable", False), ("account.disabled", None), ("advisor.disable", True),
                     ("advisor.disable", False)]
+
+
+@pytest.mark.parametrize("scope", ["openid", "openid email"])
+def test_userinfo_refuses_a_token_of_a_disabled_account_whatever_its_scope(app: Any, clock: Any, scope: str) -> None:
+    """An access token the revocation missed (stored after it, as an exchange in flight would): userinfo
+    reads the account at every call, ``sub``-only answers included, and its login stays older than the
+    account's cut-off once the account is enabled again."""
+    from idp.clock import timestamp
+    from idp.oidc import tokens
+    from idp.oidc.clients import get_client
+
+    person, rp = make_person(app), make_rp(app)
+    logged_in_at = timestamp(clock.now())
+    clock.advance(seconds=3)
+    assert _set_status(app, person.account_id, "disabled") is True
+    with app.app_context():
+        client = get_client(rp.client_id)
+        assert client is not None
+        tokens.store_access_token("escaped-access-token-0123456789", client=client, scope=scope, expires_in=600,
+                                  family_id=None, user=tokens.EndUser(account_id=person.account_id, acr="eidas1",
+                                                                      auth_time=logged_in_at, amr=["pwd", "mail"]))
+    answer = app.test_client().get("/userinfo", headers={"Authorization": "Bearer escaped-access-token-0123456789"})
+    assert answer.status_code == 401 and 'error="invalid_token"' in answer.headers["WWW-Authenticate"]
+    assert _set_status(app, person.account_id, "active") is True
+    assert _userinfo(app.test_client(), "escaped-access-token-0123456789") == 401
