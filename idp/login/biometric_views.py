@@ -6,9 +6,11 @@
   the offer page of a real login is shown (:func:`idp.login.policy.activation_open`);
 - ``/connexion/biometrie/options`` and ``/verifier``: the sign-in ceremony used by the "Se connecter avec la
   biométrie" button of the login page (JSON); the factor is recorded by :mod:`idp.login.assurance`;
-- ``/compte/biometrie``: the account's credentials (needs a live browser session), with revocation, which
-  also needs the security page's fresh re-authentication (:func:`idp.accounts.security.reauthenticated`):
-  like every change reachable from a person's pages, whatever the session's age.
+- ``/compte/biometrie``: the account's credentials (needs a live browser session), with revocation and
+  activation on this device (``/compte/biometrie/activation/options`` and ``/verifier``), which also need the
+  security page's fresh re-authentication (:func:`idp.accounts.security.reauthenticated`): like every change
+  reachable from a person's pages, whatever the session's age (a stolen session cookie alone enrols no
+  authenticator). A credential activated there carries the level the session's login proved.
 
 Views stay thin: they find the interaction or session, call :mod:`idp.webauthn.service` (domain code, which
 knows nothing of logins) and answer. JSON endpoints are protected by the CSRF token in ``X-CSRFToken``.
@@ -16,6 +18,8 @@ knows nothing of logins) and answer. JSON endpoints are protected by the CSRF to
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, jsonify, redirect, render_template, request, url_for
@@ -23,7 +27,7 @@ from flask.typing import ResponseReturnValue
 
 from idp.accounts import service as accounts
 from idp.clock import paris_display, timestamp
-from idp.errors import BadRequest, IdpError
+from idp.errors import BadRequest, IdpError, wants_json
 from idp.extensions import clock, db
 from idp.login import assurance, cookies, policy
 from idp.login import service as login_service
@@ -37,6 +41,16 @@ if TYPE_CHECKING:
     from idp.accounts.models import Account
 
 bp = Blueprint("biometric", __name__)
+
+
+class ReauthenticationRequired(IdpError):
+    """Activating biometrics from the account page needs the e-mail code of the security page first."""
+
+    code = "reauthentication_required"
+    status = 403
+    title = "Confirmation requise"
+    description = ("Pour votre sécurité, confirmez d'abord votre identité avec le code de sécurité envoyé par "
+                   "e-mail, puis activez la biométrie.")
 
 
 class SessionRequired(IdpError):
@@ -211,11 +225,69 @@ def manage() -> ResponseReturnValue:
              "last_used": paris_display(as_utc(c.last_used_at)) if c.last_used_at else "jamais",
              "expires": paris_display(as_utc(c.expires_at)), "expired": not c.usable_at(now)}
             for c in service.list_credentials(session.account_id)]
-    revoked = request.args.get("revoquee") == "1"
+    revoked, activated = request.args.get("revoquee") == "1", request.args.get("activee") == "1"
     from idp.accounts import security
 
     return render_template("webauthn/manage.html", title="Ma biométrie", credentials=rows, revoked=revoked,
-                           fresh=security.reauthenticated(session))
+                           activated=activated, fresh=security.reauthenticated(session),
+                           months=service.expiry_months())
+
+
+ACCOUNT_PAGE = "compte"  # the ceremony's client in audit events: the person's own page, no relying party
+
+
+def _account_activation() -> tuple[BrowserSession, Account, service.Ceremony]:
+    """The signed-in account, re-authenticated in this very session, and its ceremony (bound to the session)."""
+    from idp.accounts import security
+
+    session = _account_session()
+    account = _account_of_id(session.account_id)
+    if account is None:
+        raise SessionRequired(detail="account missing or disabled")
+    if not security.reauthenticated(session):
+        security.change_refused(session, "webauthn.activate")
+        raise ReauthenticationRequired(detail="activation from the account page without a fresh code")
+    ceremony = service.Ceremony(binding="account:" + security.session_handle(session), client_id=ACCOUNT_PAGE,
+                                for_web=True, account_id=account.id)
+    return session, account, ceremony
+
+
+def _reauth_first(view: Callable[[], ResponseReturnValue]) -> Callable[[], ResponseReturnValue]:
+    """Without the fresh code, a page request (not webauthn.js's JSON) goes to the code page like every other
+    change of the person's pages; webauthn.js gets the JSON error and shows its French description."""
+
+    @functools.wraps(view)
+    def wrapper() -> ResponseReturnValue:
+        try:
+            return view()
+        except ReauthenticationRequired:
+            if wants_json():
+                raise
+            return redirect(url_for("security.verify", suite="biometrie"), 303)
+
+    return wrapper
+
+
+@bp.post("/compte/biometrie/activation/options")
+@_reauth_first
+def account_activation_options() -> ResponseReturnValue:
+    """Registration options for ``navigator.credentials.create()`` on the account page (JSON)."""
+    session, account, ceremony = _account_activation()
+    two_factor = assurance.may_activate_two_factor_credential(session.proof)
+    return _no_store(jsonify(publicKey=service.start_registration(ceremony=ceremony, account=account,
+                                                                  two_factor=two_factor)))
+
+
+@bp.post("/compte/biometrie/activation/verifier")
+@_reauth_first
+def account_activation_verify() -> ResponseReturnValue:
+    """Verify and store the credential with the level of the session's login, then show the list again."""
+    session, account, ceremony = _account_activation()
+    factors, acr = assurance.activation_level(session.proof)
+    service.finish_registration(ceremony=ceremony, account=account, response=_json_body(),
+                                device_label=service.describe_device(request.user_agent.string or ""),
+                                activation_factors=factors, activation_acr=acr)
+    return _no_store(jsonify(redirect=url_for("biometric.manage", activee="1")))
 
 
 @bp.post("/compte/biometrie/<int:credential>/revoquer")

@@ -116,7 +116,8 @@ def _change_urls(app: Any) -> list[str]:
 def test_the_siblings_are_all_covered(app: Any) -> None:
     """A new POST under /compte/ shows up here and in the replay below (nothing is forgotten by hand)."""
     assert _change_urls(app) == sorted([
-        "/compte/biometrie/1/revoquer", "/compte/securite/email", "/compte/securite/email/code",
+        "/compte/biometrie/1/revoquer", "/compte/biometrie/activation/options", "/compte/biometrie/activation/verifier",
+        "/compte/securite/email", "/compte/securite/email/code",
         "/compte/securite/mot-de-passe", "/compte/securite/navigateurs/1/revoquer",
         "/compte/securite/navigateurs/revoquer", "/compte/securite/sessions/abc/fermer",
         "/compte/securite/sessions/fermer"])

@@ -342,6 +342,33 @@ def assert_accessible(page: Any) -> None:
     assert found == [], found
 
 
+def test_activate_from_the_account_page_after_the_email_code_then_sign_in_with_it(live: Live, tab: Any,
+                                                                                    phone: Any, mailbox: Any) -> None:
+    """First login (no offer yet), then "Ma biométrie": the security code first, then the button runs the real
+    webauthn.js ceremony with the platform authenticator; the credential then replaces password and code."""
+    password_and_code(tab, mailbox, live)
+    back_at_rp(tab)
+    assert live.credentials() == []
+    tab.goto(ISSUER + "/compte/biometrie")
+    tab.get_by_role("link", name="Activer la biométrie sur cet appareil").click()
+    tab.wait_for_url("**/compte/securite/verification?suite=biometrie")
+    mailbox.clear()
+    tab.get_by_role("button", name="Recevoir un code de sécurité").click()
+    tab.get_by_label("Code à 6 chiffres").fill(mailbox.code(EMAIL))
+    tab.get_by_role("button", name="Valider le code").click()
+    tab.wait_for_url("**/compte/biometrie")
+    tab.get_by_role("button", name="Activer la biométrie sur cet appareil").click()
+    tab.wait_for_url("**/compte/biometrie?activee=1")
+    assert "La biométrie est activée sur cet appareil" in tab.inner_text("main")
+    (credential,) = live.credentials()
+    assert credential.activated_with_mfa is True and credential.transports == ["internal"]
+    assert [e.client_id for e in live.events("webauthn.activated")] == ["compte"]
+    mailbox.clear()
+    biometric_sign_in(tab, live)
+    back_at_rp(tab)
+    assert mailbox.messages == [] and [e.account_id for e in live.events("webauthn.sign_in")] == [live.account_id]
+
+
 def test_offer_and_management_pages_are_accessible_and_revoke_works(live: Live, browser: Any, mailbox: Any) -> None:
     # bypass_csp only lets Playwright inject axe-core; the pages' own CSP compliance is checked elsewhere.
     context = browser.new_context(locale="fr-FR", timezone_id="Europe/Paris", bypass_csp=True)
