@@ -8,10 +8,10 @@ identifier that appears in logs, audit events and (through pairwise derivation) 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String, Text, func
+from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String, Text, case
 from sqlalchemy.orm import Mapped, mapped_column
 
 from idp.extensions import Base
@@ -52,9 +52,11 @@ class Account(Base):
 
     @property
     def grants_cutoff(self) -> datetime | None:
-        """Grants from a login before this instant are refused (``grants_not_before``, else the last password
-        change); the SQL reading it is :func:`grants_cutoff_column`."""
-        return self.grants_not_before or self.password_changed_at
+        """Grants from a login before this instant are refused: the later of ``grants_not_before`` and the last
+        password change (a writer that set only the latter, an older release during a rolling deploy, never
+        moves the cut-off back); the SQL reading it is :func:`grants_cutoff_column`."""
+        known = [t for t in (self.grants_not_before, self.password_changed_at) if t is not None]
+        return max(known, key=_utc) if known else None
 
 
 def status_allows_sign_in(status: str | None) -> bool:
@@ -63,8 +65,21 @@ def status_allows_sign_in(status: str | None) -> bool:
 
 
 def grants_cutoff_column(table: Any) -> Any:
-    """:attr:`Account.grants_cutoff` as a SQL expression on ``table`` (``accounts`` or an alias of it)."""
-    return func.coalesce(table.c.grants_not_before, table.c.password_changed_at)
+    """:attr:`Account.grants_cutoff` as a SQL expression on ``table`` (``accounts`` or an alias of it): the
+    later of the two, either may be null (portable: SQLite has no GREATEST)."""
+    cut, changed = table.c.grants_not_before, table.c.password_changed_at
+    return case((changed.is_(None), cut), (cut.is_(None), changed), (cut > changed, cut), else_=changed)
+
+
+def grants_cutoff_now(now: datetime) -> datetime:
+    """The cut-off to store at ``now``: rounded up to the whole second, as ``auth_time`` is whole seconds
+    (a login earlier in the same second is cut off too; one in the rest of that second is refused, rarely)."""
+    whole = now.replace(microsecond=0)
+    return whole if whole == now else whole + timedelta(seconds=1)
+
+
+def _utc(instant: datetime) -> datetime:
+    return instant if instant.tzinfo is not None else instant.replace(tzinfo=UTC)
 
 
 class TermsVersion(Base):

@@ -157,7 +157,7 @@ def end_session(account: Account, current: BrowserSession, handle: str) -> bool:
 
     for other in sessions.list_for(account.id):
         if other.id != current.id and constant_time_equal(session_handle(other), handle or ""):
-            sessions.end(other)
+            sessions.end(other, announce=True)
             audit.record("account.session_ended", account_id=account.id, by="owner")
             return True
     return False

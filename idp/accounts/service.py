@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from idp import audit, lifecycle
 from idp.accounts import codes
-from idp.accounts.models import Account, TermsAcceptance, TermsVersion
+from idp.accounts.models import Account, TermsAcceptance, TermsVersion, grants_cutoff_now
 from idp.accounts.passwords import check_password_rules as _check_rules
 from idp.accounts.passwords import hash_password, needs_rehash, verify_password
 from idp.clock import paris_display
@@ -160,7 +160,8 @@ def set_password(account: Account, password: str, *, keep_session: str | None = 
     if reasons:
         raise PasswordRejected(reasons)
     account.password_hash = hash_password(password)
-    account.password_changed_at = account.grants_not_before = clock().now()
+    account.password_changed_at = clock().now()
+    account.grants_not_before = grants_cutoff_now(account.password_changed_at)
     audit.record("account.password_changed", account_id=account.id, commit=False)
     db.session.commit()
     lifecycle.password_changed.send(account.id, keep_session=keep_session)
@@ -231,7 +232,7 @@ def set_status(account: Account, status: str, *, actor: str = "advisor", reason:
     if changed:
         account.status = status
         if status == "disabled":
-            account.grants_not_before = clock().now()
+            account.grants_not_before = grants_cutoff_now(clock().now())
         details = {"reason": reason} if reason else {}
         audit.record("account.disabled" if status == "disabled" else "account.enabled", account_id=account.id,
                      commit=False, actor=actor, **details)

@@ -10,7 +10,8 @@
   activation on this device (``/compte/biometrie/activation/options`` and ``/verifier``), which also need the
   security page's fresh re-authentication (:func:`idp.accounts.security.reauthenticated`): like every change
   reachable from a person's pages, whatever the session's age (a stolen session cookie alone enrols no
-  authenticator). A credential activated there carries the level the session's login proved.
+  authenticator). A credential activated there carries the level the session's login proved, and only a
+  login that proved the password activates one (a credential never renews itself).
 
 Views stay thin: they find the interaction or session, call :mod:`idp.webauthn.service` (domain code, which
 knows nothing of logins) and answer. JSON endpoints are protected by the CSRF token in ``X-CSRFToken``.
@@ -51,6 +52,17 @@ class ReauthenticationRequired(IdpError):
     title = "Confirmation requise"
     description = ("Pour votre sécurité, confirmez d'abord votre identité avec le code de sécurité envoyé par "
                    "e-mail, puis activez la biométrie.")
+
+
+class PasswordRequired(IdpError):
+    """The session's login did not prove the password (a biometric sign-in): it activates no new credential,
+    or biometrics would renew themselves without the password ever being asked again."""
+
+    code = "password_required"
+    status = 403
+    title = "Connexion avec le mot de passe requise"
+    description = ("Pour activer la biométrie sur cet appareil, connectez-vous avec votre numéro de sécurité "
+                   "sociale et votre mot de passe, puis revenez sur cette page.")
 
 
 class SessionRequired(IdpError):
@@ -230,7 +242,7 @@ def manage() -> ResponseReturnValue:
 
     return render_template("webauthn/manage.html", title="Ma biométrie", credentials=rows, revoked=revoked,
                            activated=activated, fresh=security.reauthenticated(session),
-                           months=service.expiry_months())
+                           months=service.expiry_months(), with_password=session.proof.has(assurance.Method.PASSWORD))
 
 
 ACCOUNT_PAGE = "compte"  # the ceremony's client in audit events: the person's own page, no relying party
@@ -244,6 +256,8 @@ def _account_activation() -> tuple[BrowserSession, Account, service.Ceremony]:
     account = _account_of_id(session.account_id)
     if account is None:
         raise SessionRequired(detail="account missing or disabled")
+    if not session.proof.has(assurance.Method.PASSWORD):
+        raise PasswordRequired(detail="activation from a session whose login did not prove the password")
     if not security.reauthenticated(session):
         security.change_refused(session, "webauthn.activate")
         raise ReauthenticationRequired(detail="activation from the account page without a fresh code")

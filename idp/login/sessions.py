@@ -130,10 +130,13 @@ class SessionStore:
             session.clients.append(client_id)
             self._write(session)
 
-    def end(self, session: BrowserSession) -> None:
-        """End one session."""
-        redis_client().delete(self._key(session.id))
+    def end(self, session: BrowserSession, *, announce: bool = False) -> None:
+        """End one session; ``announce`` (the person closed it on "Sécurité de mon compte"): its relying parties
+        are told, as for :meth:`end_all` (RP-initiated logout tells them itself)."""
+        ended = redis_client().delete(self._key(session.id))
         redis_client().srem(self._index(session.account_id), session.id)
+        if announce and ended and session.clients:
+            lifecycle.sessions_ended.send(session.account_id, sessions=[session])
 
     def end_all(self, account_id: str, *, except_id: str | None = None) -> int:
         """End every session of an account (password change, reset, disabling, "end my other sessions", an
@@ -165,7 +168,9 @@ class SessionStore:
             return None
 
     def _write(self, session: BrowserSession) -> None:
-        redis_client().set(self._key(session.id), session.to_json(), ex=self._ttl())
+        """Write back a session read before (touch, a new client): XX, so that a session ended meanwhile (a
+        password change, a disabling, "Fermer" in another tab) is never brought back to life."""
+        redis_client().set(self._key(session.id), session.to_json(), ex=self._ttl(), xx=True)
 
     @staticmethod
     def _ttl() -> int:

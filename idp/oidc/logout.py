@@ -75,9 +75,12 @@ def notify_ended_sessions(account_id: str, *, sessions: list[BrowserSession], **
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     for session in sessions:
         for client_id in session.clients:
-            client = get_client(client_id)
-            if client is not None and client.backchannel_logout_uri:
-                outbox.send_later(app, functools.partial(_send_to, client_id, session))
+            try:
+                client = get_client(client_id)
+                if client is not None and client.backchannel_logout_uri:
+                    outbox.send_later(app, functools.partial(_send_to, client_id, session))
+            except Exception:  # best effort: the clean-up that ended the sessions goes on (the other receivers)
+                log.exception("back-channel logout not scheduled", extra={"client_id": client_id})
 
 
 def _send_to(client_id: str, session: BrowserSession) -> None:

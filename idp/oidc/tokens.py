@@ -404,7 +404,10 @@ WITH claimed AS (
 )
 SELECT claimed.id, claimed.family_id, claimed.client_id, claimed.account_id, claimed.scope, claimed.auth,
        claimed.expires_at, owner.status AS account_status,
-       COALESCE(owner.grants_not_before, owner.password_changed_at) AS grants_not_before
+       CASE WHEN owner.password_changed_at IS NULL THEN owner.grants_not_before
+            WHEN owner.grants_not_before IS NULL THEN owner.password_changed_at
+            WHEN owner.grants_not_before > owner.password_changed_at THEN owner.grants_not_before
+            ELSE owner.password_changed_at END AS grants_not_before
 FROM claimed LEFT JOIN accounts AS owner ON owner.id = claimed.account_id""")
 
 

@@ -23,6 +23,10 @@ depends_on = None
 
 
 def upgrade():
+    if op.get_context().dialect.name == "postgresql":
+        # Instant, but it needs the table's exclusive lock: give up rather than queue every login behind a
+        # long transaction (run it again later).
+        op.execute("SET LOCAL lock_timeout = '10s'")
     with op.batch_alter_table('accounts', schema=None) as batch_op:
         batch_op.add_column(sa.Column('grants_not_before', sa.DateTime(timezone=True), nullable=True))
 
