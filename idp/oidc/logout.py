@@ -66,8 +66,8 @@ def end_browser_session(session: BrowserSession) -> None:
 
 def notify_ended_sessions(account_id: str, *, sessions: list[BrowserSession], **_: Any) -> None:
     """Lifecycle receiver (:data:`idp.lifecycle.sessions_ended`): a back-channel logout to each client of the
-    ended sessions that registered a ``backchannel_logout_uri``, sent after the answer (outbox threads: a
-    slow relying party delays neither the person, the advisor nor the operator)."""
+    ended sessions that registered a ``backchannel_logout_uri``, sent after the answer (the outbox's ``logout``
+    threads: a slow relying party delays neither the person, the advisor, the operator nor the mails)."""
     from flask import current_app
 
     from idp.notify import outbox
@@ -78,7 +78,7 @@ def notify_ended_sessions(account_id: str, *, sessions: list[BrowserSession], **
             try:
                 client = get_client(client_id)
                 if client is not None and client.backchannel_logout_uri:
-                    outbox.send_later(app, functools.partial(_send_to, client_id, session))
+                    outbox.send_later(app, functools.partial(_send_to, client_id, session), queue="logout")
             except Exception:  # best effort: the clean-up that ended the sessions goes on (the other receivers)
                 log.exception("back-channel logout not scheduled", extra={"client_id": client_id})
 

@@ -373,3 +373,22 @@ def test_a_forked_worker_sends_later_mail_through_its_own_pool(app: Any) -> None
             os._exit(status)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0, "the forked process's job never ran"
+
+
+def test_back_channel_logouts_stuck_on_a_silent_relying_party_do_not_delay_the_mails(app: Any) -> None:
+    """Every logout thread waits on a relying party that does not answer: a reset mail still leaves at once
+    (its own queue)."""
+    import threading
+
+    from idp.notify import outbox
+
+    stuck = threading.Event()
+    try:
+        for _ in range(8):  # twice the logout threads: the queue is full and backed up
+            outbox.send_later(app, lambda: stuck.wait(10), queue="logout")
+        sent = threading.Event()
+        outbox.send_later(app, sent.set)
+        assert sent.wait(5), "the mail waited behind the back-channel logouts"
+    finally:
+        stuck.set()
+        outbox.drain()
