@@ -215,7 +215,7 @@ def reset_account(account: Account, *, actor: str = "advisor") -> None:
     lifecycle.account_reset.send(account_id)
 
 
-def set_status(account: Account, status: str, *, actor: str = "advisor", reason: str | None = None) -> bool:
+def set_status(account: Account, status: str, *, actor: str = "advisor") -> bool:
     """Disable (``"disabled"``) or enable again (``"active"``) an account; False when it already had that
     status (nothing changed, nothing audited).
 
@@ -233,9 +233,8 @@ def set_status(account: Account, status: str, *, actor: str = "advisor", reason:
         account.status = status
         if status == "disabled":
             account.grants_not_before = grants_cutoff_now(clock().now())
-        details = {"reason": reason} if reason else {}
         audit.record("account.disabled" if status == "disabled" else "account.enabled", account_id=account.id,
-                     commit=False, actor=actor, **details)
+                     commit=False, actor=actor)
         db.session.commit()
     if status == "disabled":
         lifecycle.account_disabled.send(account.id)

@@ -115,13 +115,14 @@ def _browser_session() -> BrowserSession:
     return session
 
 
-def _account_session() -> BrowserSession:
-    """The browser session of an account that may still sign in (the management pages): a session a
-    disabling missed (a login finishing while it ran) opens nothing."""
+def _account_session() -> tuple[BrowserSession, Account]:
+    """The browser session of an account that may still sign in (the management pages), with the account: a
+    session a disabling missed (a login finishing while it ran) opens nothing."""
     session = _browser_session()
-    if _account_of_id(session.account_id) is None:
+    account = _account_of_id(session.account_id)
+    if account is None:
         raise SessionRequired(detail="account missing or disabled")
-    return session
+    return session, account
 
 
 def _no_store(response: Any) -> Any:
@@ -231,7 +232,7 @@ def _remembered_account_id() -> str | None:
 @bp.get("/compte/biometrie")
 def manage() -> ResponseReturnValue:
     """The account's credentials: device, activation, last use, expiry; each can be revoked."""
-    session = _account_session()
+    session, _ = _account_session()
     now = clock().now()
     rows = [{"id": c.id, "device": c.device_label, "created": paris_display(as_utc(c.created_at)),
              "last_used": paris_display(as_utc(c.last_used_at)) if c.last_used_at else "jamais",
@@ -252,10 +253,7 @@ def _account_activation() -> tuple[BrowserSession, Account, service.Ceremony]:
     """The signed-in account, re-authenticated in this very session, and its ceremony (bound to the session)."""
     from idp.accounts import security
 
-    session = _account_session()
-    account = _account_of_id(session.account_id)
-    if account is None:
-        raise SessionRequired(detail="account missing or disabled")
+    session, account = _account_session()
     if not session.proof.has(assurance.Method.PASSWORD):
         raise PasswordRequired(detail="activation from a session whose login did not prove the password")
     if not security.reauthenticated(session):
@@ -310,7 +308,7 @@ def revoke(credential: int) -> ResponseReturnValue:
     re-authentication code in this session, the browser goes to the code page first (nothing changes)."""
     from idp.accounts import security
 
-    session = _account_session()
+    session, _ = _account_session()
     if not security.reauthenticated(session):
         security.change_refused(session, "webauthn.revoke")
         return redirect(url_for("security.verify", suite="biometrie"), 303)

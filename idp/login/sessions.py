@@ -100,12 +100,8 @@ class SessionStore:
         if not session_id or len(session_id) > 64:
             return None
         raw = redis_client().get(self._key(session_id))
-        if raw is None:
-            return None
-        try:
-            session = BrowserSession(**json.loads(raw))
-            session.proof  # noqa: B018  (a record whose factors do not read back is no session)
-        except (ValueError, TypeError):
+        session = self._decode(raw) if raw is not None else None
+        if session is None:
             return None
         now = timestamp(clock().now())
         s = settings()
@@ -162,10 +158,13 @@ class SessionStore:
 
     @staticmethod
     def _decode(raw: bytes | str) -> BrowserSession | None:
+        """The stored record, or None when malformed (a record whose factors do not read back is no session)."""
         try:
-            return BrowserSession(**json.loads(raw))
+            session = BrowserSession(**json.loads(raw))
+            session.proof  # noqa: B018
         except (ValueError, TypeError):
             return None
+        return session
 
     def _write(self, session: BrowserSession) -> None:
         """Write back a session read before (touch, a new client): XX, so that a session ended meanwhile (a

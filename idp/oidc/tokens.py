@@ -389,7 +389,8 @@ def _claim_statement() -> Any:
 def _rotate_statement() -> Any:
     """PostgreSQL: the claim of :func:`_claim_statement` and the insert of the successor in one statement (a
     data-modifying CTE: the successor is inserted only for a claimed row, with its family, client, owner, auth
-    and absolute expiry; its scope is the requested one, else the predecessor's)."""
+    and absolute expiry; its scope is the requested one, else the predecessor's). The owner's cut-off is
+    PostgreSQL's GREATEST, which skips nulls: :func:`idp.accounts.models.grants_cutoff_column`."""
     return text("""
 WITH claimed AS (
     UPDATE oidc_refresh_tokens SET rotated_at = :now
@@ -404,10 +405,7 @@ WITH claimed AS (
 )
 SELECT claimed.id, claimed.family_id, claimed.client_id, claimed.account_id, claimed.scope, claimed.auth,
        claimed.expires_at, owner.status AS account_status,
-       CASE WHEN owner.password_changed_at IS NULL THEN owner.grants_not_before
-            WHEN owner.grants_not_before IS NULL THEN owner.password_changed_at
-            WHEN owner.grants_not_before > owner.password_changed_at THEN owner.grants_not_before
-            ELSE owner.password_changed_at END AS grants_not_before
+       GREATEST(owner.grants_not_before, owner.password_changed_at) AS grants_not_before
 FROM claimed LEFT JOIN accounts AS owner ON owner.id = claimed.account_id""")
 
 
