@@ -47,9 +47,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     _init_extensions(app, settings)
     init_request_logging(app)
     _register_areas(app, injected)
-    from idp.oidc import metadata_wsgi, userinfo_wsgi
+    from idp.oidc import metadata_wsgi, token_wsgi, userinfo_wsgi
 
-    userinfo_wsgi.install(app)  # userinfo's common case answered before Flask's request stack
+    token_wsgi.install(app)  # the token endpoint answered before Flask's request stack
+    userinfo_wsgi.install(app)  # userinfo's common case too
     metadata_wsgi.install(app)  # discovery and JWKS too (outermost)
     return app
 

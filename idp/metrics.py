@@ -104,16 +104,15 @@ def login_step(step: str) -> Callable[[F], F]:
     return decorate
 
 
-def token_grant(view: F) -> F:
-    """Decorate the token endpoint view: count each request by grant type and outcome."""
-    @functools.wraps(view)
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        from flask import request
-
-        grant = request.form.get("grant_type", "")
+def token_grant(answer: F) -> F:
+    """Decorate the token endpoint's answer (a function of the request, through Flask or its WSGI layer):
+    count each request by grant type and outcome."""
+    @functools.wraps(answer)
+    def counted(req: Any, *args: Any, **kwargs: Any) -> Any:
+        grant = req.form.get("grant_type", "")
         grant = grant if grant in _GRANT_TYPES else "other"
         try:
-            response = view(*args, **kwargs)
+            response = answer(req, *args, **kwargs)
         except Exception:
             TOKEN_GRANTS.labels(grant_type=grant, outcome="unavailable").inc()
             raise

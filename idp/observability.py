@@ -115,6 +115,7 @@ def request_id(incoming: str | None) -> str:
 
 
 _ACCESS = logging.getLogger("idp.access")
+REQUEST_ID = "idp.request_id"  # WSGI environ: the id a layer in front of Flask gave the request (no header sets it)
 
 
 def log_access(rid: str, method: str, path: str, status: int, elapsed_ms: float) -> None:
@@ -131,7 +132,8 @@ def init_request_logging(app: Flask) -> None:
 
     @app.before_request
     def _start() -> None:
-        g.request_id = request_id(request.headers.get("X-Request-Id"))
+        # A WSGI layer in front of Flask that passed the request on may have given it its id already.
+        g.request_id = request.environ.get(REQUEST_ID) or request_id(request.headers.get("X-Request-Id"))
         g.started = time.perf_counter()
 
     @app.after_request

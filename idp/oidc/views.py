@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from authlib.integrations.flask_oauth2.requests import FlaskOAuth2Request
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import AccessDeniedError
-from flask import Blueprint, Response, g, jsonify, make_response, redirect, render_template, request, url_for
+from flask import Blueprint, Request, Response, g, jsonify, make_response, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError, validate_csrf
 from werkzeug.routing import BuildError
@@ -26,7 +27,7 @@ from idp.login import assurance, cookies
 from idp.login.interaction import Consent, Interaction, InteractionExpired, Step, interactions
 from idp.login.sessions import BrowserSession, sessions
 from idp.oidc import authorize as authz
-from idp.oidc import claims, discovery, keys, tokens, userinfo_wsgi
+from idp.oidc import claims, discovery, keys, token_wsgi, tokens, userinfo_wsgi
 from idp.oidc.clients import get_client
 from idp.oidc.server import add_issuer, current_server
 from idp.oidc.tokens import EndUser
@@ -273,9 +274,19 @@ def _public_json(body: bytes) -> Response:
 
 
 @api_bp.post("/token")
-@metrics.token_grant
 def token() -> ResponseReturnValue:
-    """RFC 6749 §3.2: code and refresh_token grants.
+    """RFC 6749 §3.2, through Flask: what :func:`token_answer` answers (its common case is answered in front
+    of Flask by :mod:`idp.oidc.token_wsgi`, which hands a failure it met to this route to be raised once)."""
+    met = token_wsgi.failure(request.environ)
+    if met is not None:
+        raise met
+    return token_answer(request)
+
+
+@metrics.token_grant
+def token_answer(req: Request) -> Response:
+    """RFC 6749 §3.2: code and refresh_token grants, for the request ``req`` (Flask's, or one made by the WSGI
+    layer in an application context: nothing here needs a request context).
 
     One commit (refresh rotation claim + successor, or the code's new family) once Authlib built the whole
     response, ID token included: if that fails, the old refresh token stays usable and the client's retry
@@ -284,7 +295,7 @@ def token() -> ResponseReturnValue:
     # below must carry this request's rotation alone.
     keys.signing_key(settings().signing_alg)
     try:
-        response = current_server().create_token_response()
+        response: Response = current_server().create_token_response(FlaskOAuth2Request(req))
         if response.status_code != 200:
             db.session.rollback()
             _withdraw_undelivered(give_back_code=False)
@@ -305,7 +316,7 @@ def token() -> ResponseReturnValue:
     return _no_store(response)
 
 
-def _oauth_error(status: int, error: str, description: str, *, bearer: bool = False) -> ResponseReturnValue:
+def _oauth_error(status: int, error: str, description: str, *, bearer: bool = False) -> Response:
     """An RFC 6749 §5.2 / RFC 6750 §3.1 error answer (JSON, no-store; ``bearer``: WWW-Authenticate too)."""
     response = jsonify(error=error, error_description=description)
     response.status_code = status

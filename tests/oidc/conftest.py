@@ -7,6 +7,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -190,6 +192,26 @@ def decode_id_token(app: Any, id_token: str) -> dict[str, Any]:
 
     with app.app_context():
         return dict(jwt.decode(id_token, public_keyset()).claims)
+
+
+def layer_above(app: Any, layer_class: type) -> Any:
+    """The WSGI layer of ``app`` that wraps the fast-path layer of class ``layer_class``."""
+    outer = app.wsgi_app
+    while not isinstance(outer.wrapped, layer_class):
+        outer = outer.wrapped
+    return outer
+
+
+@contextmanager
+def without_layer(app: Any, layer_class: type) -> Iterator[None]:
+    """The application without its fast-path layer of class ``layer_class`` (what Flask answers)."""
+    above = layer_above(app, layer_class)
+    layer = above.wrapped
+    above.wrapped = layer.wrapped
+    try:
+        yield
+    finally:
+        above.wrapped = layer
 
 
 def requests_passed_on(layer: Any, monkeypatch: Any) -> list[str]:

@@ -8,15 +8,13 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
 
 from idp.oidc.metadata_wsgi import MetadataFastPath
 from idp.oidc.userinfo_wsgi import USERINFO_PATH, UserinfoFastPath
-from tests.oidc.conftest import flow, login, make_person, make_rp, redeem, requests_passed_on
+from tests.oidc.conftest import flow, login, make_person, make_rp, redeem, requests_passed_on, without_layer
 
 REQUEST_ID = "fixed-request-id-42"
 
@@ -27,15 +25,9 @@ def _layer(app: Any) -> UserinfoFastPath:
     return outer.wrapped
 
 
-@contextmanager
-def flask_only(app: Any) -> Iterator[None]:
+def flask_only(app: Any) -> Any:
     """The application without the userinfo fast path (what the Flask route answers)."""
-    outer, layer = app.wsgi_app, _layer(app)
-    outer.wrapped = layer.wrapped
-    try:
-        yield
-    finally:
-        outer.wrapped = layer
+    return without_layer(app, UserinfoFastPath)
 
 
 def _reaching_flask(app: Any, monkeypatch: Any) -> list[str]:
