@@ -21,6 +21,7 @@ from sqlalchemy.orm.util import identity_key
 from sqlalchemy.sql import Select
 
 from idp.crypto import decrypt, lookup_hmac
+from idp.driver_sql import first_without_transaction
 from idp.extensions import db
 from idp.oidc.models import Client
 
@@ -100,7 +101,7 @@ def _account_values(account_id: str) -> _AccountRow | None:
     if isinstance(loaded, Account):
         return _AccountRow(loaded.email, bool(loaded.email_validated), loaded.nir_enc, loaded.status,
                            loaded.grants_cutoff)
-    row = db.session.connection().execute(_account_statement(), {"id": account_id}).first()
+    row = first_without_transaction(_account_statement(), {"id": account_id})
     return None if row is None else _AccountRow(row.email, bool(row.email_validated), row.nir_enc, row.status,
                                                 row.cutoff)
 

@@ -35,6 +35,7 @@ from sqlalchemy import Table, bindparam, delete, insert, literal_column, select,
 
 from idp.clock import timestamp
 from idp.crypto import hash_token, new_token
+from idp.driver_sql import first_in_transaction
 from idp.extensions import clock, db, hashtag, redis_client, rkey
 from idp.oidc.clients import get_client
 from idp.oidc.keys import aware
@@ -427,10 +428,10 @@ def claim_refresh_token(token: str, client_id: str, *, successor: str | None = N
     connection = db.session.connection()
     now = clock().now()
     together = successor is not None and connection.dialect.name == "postgresql"
-    if together:
-        row = connection.execute(_rotate_statement(), {"h": hash_token(token), "c": client_id, "now": now,
-                                                       "successor": hash_token(successor or ""),
-                                                       "scope": scope or None}).first()
+    if together:  # the hottest statement of the token endpoint: on the driver's cursor (idp.driver_sql)
+        row = first_in_transaction(_rotate_statement(), {"h": hash_token(token), "c": client_id, "now": now,
+                                                         "successor": hash_token(successor or ""),
+                                                         "scope": scope or None})
     else:
         row = connection.execute(_claim_statement(), {"h": hash_token(token), "c": client_id, "now": now}).first()
     if row is None:

@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING, Any
 
 from idp import metrics
 from idp.crypto import constant_time_equal
-from idp.extensions import reads_without_transaction
 from idp.observability import log_access, request_id
 from idp.oidc.metadata_wsgi import FastPathLayer, StartResponse, routable
 
@@ -89,7 +88,8 @@ class UserinfoFastPath(FastPathLayer):
             environ[FOUND] = (token_string, token)
             if token is None or "openid" not in token.get_scope().split():
                 return None
-            reads_without_transaction()
+            # No transaction: the account is read in autocommit (idp.driver_sql.first_without_transaction);
+            # a client this worker has not cached is read in one the teardown rolls back.
             client = get_client(token.client_id)
             if client is None or client.userinfo_signed_response_alg or client.userinfo_encrypted_response_alg:
                 return None

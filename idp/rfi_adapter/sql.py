@@ -15,6 +15,7 @@ from sqlalchemy import String, Text, bindparam, func, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from idp.crypto import DecryptionError, decrypt, encrypt, lookup_hmac
+from idp.driver_sql import first_without_transaction
 from idp.errors import ServiceUnavailable
 from idp.extensions import Base, db
 from idp.nir import Nir
@@ -48,8 +49,10 @@ class SqlRfiAdapter:
 
     def lookup(self, nir: Nir) -> Identity:
         """The identity for ``nir`` or :class:`IdentityNotFound`."""
-        # The payload column alone (Core: no ORM instance); every login and userinfo asks.
-        payload = db.session.connection().execute(_LOOKUP, {"nir_hmac": lookup_hmac(nir.value)}).scalar()
+        # The payload column alone; every login and userinfo asks: on the driver's cursor (idp.driver_sql), in
+        # the request's transaction when it has one, else in autocommit.
+        row = first_without_transaction(_LOOKUP, {"nir_hmac": lookup_hmac(nir.value)})
+        payload = None if row is None else row[0]
         if payload is None:
             raise IdentityNotFound()
         try:

@@ -121,9 +121,11 @@ def test_userinfo_reads_the_account_with_one_core_query_and_sees_a_change_at_onc
 
 def test_userinfo_reads_in_autocommit_and_gives_the_connection_back_in_its_default_isolation(any_app: Any) -> None:
     """Userinfo only reads: no BEGIN/ROLLBACK round trips; the pooled connection is not left in autocommit
-    for the next request (which may write)."""
+    for the next request (which may write). On PostgreSQL the account and registry reads run on the driver's
+    cursor (idp.driver_sql), out of SQLAlchemy's sight: their connections' autocommit is recorded there."""
     from sqlalchemy import event
 
+    from idp import driver_sql
     from idp.extensions import db
     from tests.oidc.conftest import make_person, make_rp
 
@@ -141,15 +143,23 @@ def test_userinfo_reads_in_autocommit_and_gives_the_connection_back_in_its_defau
     def _checked_in(dbapi_connection: Any, _record: Any) -> None:
         handed_back.append(str(getattr(dbapi_connection, "autocommit", getattr(dbapi_connection, "isolation_level", ""))))
 
+    on_cursor = driver_sql._first_on_cursor
+
+    def _on_driver(cursor: Any, *args: Any) -> Any:
+        levels.append("AUTOCOMMIT" if cursor.connection.autocommit else "default")
+        return on_cursor(cursor, *args)
+
     event.listen(engine, "before_cursor_execute", _executed)
     event.listen(engine, "checkin", _checked_in)
+    driver_sql._first_on_cursor = _on_driver
     try:
         info = client.get("/userinfo", headers={"Authorization": f"Bearer {token}"}).json
     finally:
+        driver_sql._first_on_cursor = on_cursor
         event.remove(engine, "before_cursor_execute", _executed)
         event.remove(engine, "checkin", _checked_in)
     assert info["sub"] == sub and info["given_name"] == "Marie Claire"
-    assert levels and set(levels) == {"AUTOCOMMIT"}, levels
+    assert len(levels) == 2 and set(levels) == {"AUTOCOMMIT"}, levels  # the account, the registry record
     assert handed_back and handed_back[-1] not in ("True", "None"), handed_back
     with any_app.app_context():  # the next use of the pool writes in a transaction again
         assert not db.session.connection().get_execution_options().get("isolation_level")

@@ -115,3 +115,33 @@ def test_an_exhausted_connection_pool_answers_503_and_the_code_survives(make_app
         held.close()
     assert client.get("/userinfo", headers={"Authorization": f"Bearer {tokens['access_token']}"}).status_code == 200
     assert redeem(client, rp, code, f2).status_code == 200
+
+
+def test_a_connection_lost_under_the_driver_level_statements_is_a_503_then_dropped_from_the_pool(
+        make_app: Any, pg_app: Any, db_proxy: Any, redis_prefix: str) -> None:
+    """Every pooled connection is reset while idle (the proxy cuts them, then accepts new ones at once): the
+    next userinfo (its account read runs on the driver's cursor of a pooled connection) and the next refresh
+    (its rotation runs on the driver's cursor of the Session's connection) answer 503 JSON
+    ``temporarily_unavailable`` (a dependency failure, never a 500); the dead connections are dropped, so the
+    retries succeed, and the refresh token whose rotation failed still works (it is not taken for a reuse)."""
+    proxy, url = db_proxy
+    app = _proxied_app(make_app, url, redis_prefix)
+    person, rp = make_person(app), make_rp(app, "web")
+    client = app.test_client()
+    f = flow(rp, scope="openid email")
+    tokens = redeem(client, rp, login(app, client, person, f)["code"], f).json
+    bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+    assert client.get("/userinfo", headers=bearer).status_code == 200
+    refresh = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
+    for attempt in ("userinfo", "refresh"):
+        assert client.get("/userinfo", headers=bearer).status_code == 200  # a pooled connection, idle
+        proxy.cut()
+        proxy.start()
+        if attempt == "userinfo":
+            down = client.get("/userinfo", headers=bearer)
+        else:
+            down = client.post("/token", data=refresh, auth=(rp.client_id, rp.secret))
+        assert down.status_code == 503 and down.json["error"] == "temporarily_unavailable", (attempt, down.data[:300])
+    assert client.get("/userinfo", headers=bearer).status_code == 200
+    rotated = client.post("/token", data=refresh, auth=(rp.client_id, rp.secret))
+    assert rotated.status_code == 200 and rotated.json["refresh_token"] != tokens["refresh_token"], rotated.data[:300]
