@@ -51,7 +51,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     token_wsgi.install(app)  # the token endpoint answered before Flask's request stack
     userinfo_wsgi.install(app)  # userinfo's common case too
-    metadata_wsgi.install(app)  # discovery and JWKS too (outermost)
+    metadata_wsgi.install(app)  # discovery and JWKS too
+    if settings.proxy_hops:  # outermost: every layer sees the client's scheme, host and address
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops,  # type: ignore[method-assign]
+                                x_proto=settings.proxy_hops, x_host=settings.proxy_hops)
     return app
 
 
@@ -146,7 +151,10 @@ POOL_PING_AFTER_IDLE_SECONDS = 10.0
 def _engine_options(url: str) -> dict[str, Any]:
     if url.startswith("sqlite"):
         return {"connect_args": {"timeout": 15}}
-    return {"pool_size": 10, "max_overflow": 10, "pool_timeout": 5, "connect_args": {"connect_timeout": 3}}
+    # hide_parameters: a failed statement's text in an exception or a log line names no bound value (token
+    # hashes, the NIR look-up HMAC).
+    return {"pool_size": 10, "max_overflow": 10, "pool_timeout": 5, "connect_args": {"connect_timeout": 3},
+            "hide_parameters": True}
 
 
 def _ping_when_idle(engine: Any) -> None:
@@ -213,8 +221,6 @@ def _sqlite_pragmas(engine: Any) -> None:
 
 
 def _init_extensions(app: Flask, settings: Settings) -> None:
-    from werkzeug.middleware.proxy_fix import ProxyFix
-
     from idp import metrics
     from idp.errors import register_error_handlers
     from idp.extensions import csrf, mail
@@ -225,9 +231,6 @@ def _init_extensions(app: Flask, settings: Settings) -> None:
     register_error_handlers(app)
     metrics.init_app(app)
     init_security_headers(app, settings)
-    if settings.proxy_hops:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops,  # type: ignore[method-assign]
-                                x_proto=settings.proxy_hops, x_host=settings.proxy_hops)
 
 
 def _dev_sms(settings: Settings) -> Any:

@@ -136,7 +136,7 @@ def _after_rollback(session: Session, *_: Any) -> None:
             g.setdefault(_UNSAVED, [])[:0] = lost
 
 
-def _write_unsaved(response: Response) -> Response:
+def write_unsaved(response: Response) -> Response:
     """Write the events of :func:`record_in_request` that no commit of the request wrote."""
     from flask import g
 
@@ -153,7 +153,7 @@ def _write_unsaved(response: Response) -> Response:
 
 def init_app(app: Flask) -> None:
     """Install the after-request hook that writes unsaved audit events, and the session listeners."""
-    app.after_request(_write_unsaved)
+    app.after_request(write_unsaved)
     for name, listener in (("before_commit", _before_commit), ("after_commit", _after_commit),
                            ("after_rollback", _after_rollback), ("after_soft_rollback", _after_rollback)):
         if not event.contains(db.session, name, listener):

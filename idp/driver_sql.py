@@ -29,7 +29,7 @@ from typing import Any
 
 import sqlalchemy.exc
 
-from idp.extensions import db, reads_without_transaction
+from idp.extensions import db
 
 
 @dataclass
@@ -38,11 +38,12 @@ class _Compiled:
     row: Any = field(default=None)  # a namedtuple type, made from the first cursor description
 
 
-_compiled: dict[tuple[int, str], _Compiled] = {}
+# Keyed by the statement object itself (kept alive here): the statements are module-level or built once.
+_compiled: dict[tuple[Any, str], _Compiled] = {}
 
 
 def _compile(statement: Any, dialect: Any) -> _Compiled:
-    key = (id(statement), dialect.name)
+    key = (statement, dialect.name)
     found = _compiled.get(key)
     if found is None:
         compiled = statement.compile(dialect=dialect)
@@ -75,7 +76,7 @@ def _translated(compiled: _Compiled, params: Mapping[str, Any], invalidate: Any,
         if lost:  # as SQLAlchemy does on a disconnect: this connection and every other pooled one go
             invalidate(exc)
             db.engine.dispose()  # the pool is replaced; connections in use are closed when given back
-        raise sqlalchemy.exc.DBAPIError.instance(compiled.sql, dict(params), exc, psycopg.Error,
+        raise sqlalchemy.exc.DBAPIError.instance(compiled.sql, dict(params), exc, psycopg.Error, hide_parameters=True,
                                                  connection_invalidated=lost, dialect=dialect) from exc
 
 
@@ -94,23 +95,24 @@ def first_without_transaction(statement: Any, params: Mapping[str, Any]) -> Any:
     """The first row of a read-only ``statement`` (or None), in autocommit (see
     :func:`idp.extensions.reads_without_transaction`): on PostgreSQL on a pooled connection of its own, given
     back at once, when the Session has not started a transaction in this request; else in the Session's
-    transaction, as :func:`first_in_transaction`."""
+    transaction, as :func:`first_in_transaction` (SQLite: no round trip to save)."""
     if db.session().in_transaction():
         return first_in_transaction(statement, params)
-    if db.engine.dialect.name != "postgresql":
-        reads_without_transaction()
+    if db.engine.dialect.name != "postgresql":  # no round trips to save: in the Session's (new) transaction
         return first_in_transaction(statement, params)
     dialect = db.engine.dialect
     compiled = _compile(statement, dialect)
     pooled = db.engine.raw_connection()
-    driver = pooled.driver_connection
+    driver: Any = pooled.driver_connection
     try:
         with _translated(compiled, params, pooled.invalidate, dialect, driver):
-            driver.autocommit = True  # type: ignore[union-attr]
+            driver.autocommit = True
             try:
-                return _first_on_cursor(driver.cursor(), compiled, params)  # type: ignore[union-attr]
+                return _first_on_cursor(driver.cursor(), compiled, params)
             finally:
-                if not driver.closed:  # type: ignore[union-attr]
-                    driver.autocommit = False  # type: ignore[union-attr]
+                if not driver.closed:
+                    driver.autocommit = False
     finally:
+        if pooled.is_valid and (driver.closed or driver.autocommit):  # never handed out again in autocommit
+            pooled.invalidate()  # (a write of the next request would commit on its own)
         pooled.close()  # back to the pool (or discarded when invalidated)

@@ -100,5 +100,5 @@ def routable(app: Flask) -> bool:
 
 
 def install(app: Flask) -> None:
-    """Put the fast path in front of the application's WSGI stack (outermost: after ProxyFix)."""
+    """Put the fast path in front of the application's WSGI stack (inside ProxyFix, when configured)."""
     app.wsgi_app = MetadataFastPath(app, app.wsgi_app)  # type: ignore[method-assign]

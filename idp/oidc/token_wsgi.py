@@ -10,7 +10,9 @@ the same WSGI environment, pushed but not dispatched (``request``, ``g`` and the
 through Flask: the grants keep their state in ``g``, an audit event would carry the client's address, log
 lines carry the request id, the session is removed when it ends, the body is read under the application's
 ``MAX_CONTENT_LENGTH``); what is skipped is URL dispatch and the before- and after-request hooks, whose work
-is done here. Its status, body and headers are those of the route, in the same order, with the
+is done here (the audit events a refused grant recorded in the request are written as the audit hook
+writes them). ProxyFix, when configured, is outside this layer: it sees the client's scheme, host and address.
+Its status, body and headers are those of the route, in the same order, with the
 security headers of :mod:`idp.security_headers` and the ``X-Request-Id`` of :mod:`idp.observability`.
 Errors of RFC 6749 §5.2 (``invalid_client``, ``invalid_grant``...) are answers like any other.
 
@@ -32,7 +34,7 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from idp import metrics
+from idp import audit, metrics
 from idp.observability import REQUEST_ID, log_access, request_id
 from idp.oidc.metadata_wsgi import FastPathLayer, StartResponse, routable
 
@@ -60,7 +62,7 @@ class TokenFastPath(FastPathLayer):
         try:
             with self.app.request_context(environ) as context:
                 g.request_id = rid  # the log lines of the grant carry it, as through Flask
-                response = token_answer(context.request)
+                response = audit.write_unsaved(token_answer(context.request))  # the audit hook, as through Flask
         except Exception as exc:  # handed to the Flask route, which raises it (answered once, as always)
             environ[FAILURE] = exc
             return self.wrapped(environ, start_response)

@@ -84,3 +84,35 @@ def test_an_autocommit_read_gives_its_connection_back_transactional(pg_app: Any)
         db.session.rollback()
         assert db.session.execute(text("SELECT email FROM accounts WHERE id = :id"),
                                   {"id": person.account_id}).scalar() != "changed@example.org"
+
+
+@pytest.mark.postgres
+def test_a_connection_that_cannot_leave_autocommit_is_never_handed_out_again(pg_app: Any, monkeypatch: Any) -> None:
+    """The read left its connection in a transaction (here: a BEGIN slipped in), so autocommit cannot be
+    switched off: the error is SQLAlchemy's, and that connection is discarded, not given to the next request
+    in autocommit (where a refresh rotation would commit on its own)."""
+    import sqlalchemy.exc
+
+    from idp import driver_sql
+    from idp.extensions import db
+    from idp.oidc.claims import _account_statement
+
+    person = make_person(pg_app)
+    on_cursor = driver_sql._first_on_cursor
+    seen: list[Any] = []
+
+    def leaves_a_transaction(cursor: Any, *args: Any) -> Any:
+        seen.append(cursor.connection)
+        cursor.execute("BEGIN")
+        return on_cursor(cursor, *args)
+
+    with pg_app.app_context():
+        db.engine.dispose()
+        monkeypatch.setattr(driver_sql, "_first_on_cursor", leaves_a_transaction)
+        with pytest.raises(sqlalchemy.exc.DBAPIError):
+            driver_sql.first_without_transaction(_account_statement(), {"id": person.account_id})
+        monkeypatch.setattr(driver_sql, "_first_on_cursor", on_cursor)
+    assert seen and seen[0].closed
+    with pg_app.app_context():
+        connection = db.session.connection().connection.driver_connection
+        assert connection is not seen[0] and connection.autocommit is False

@@ -197,8 +197,8 @@ def decode_id_token(app: Any, id_token: str) -> dict[str, Any]:
 def layer_above(app: Any, layer_class: type) -> Any:
     """The WSGI layer of ``app`` that wraps the fast-path layer of class ``layer_class``."""
     outer = app.wsgi_app
-    while not isinstance(outer.wrapped, layer_class):
-        outer = outer.wrapped
+    while not isinstance(getattr(outer, "wrapped", None), layer_class):
+        outer = outer.wrapped if hasattr(outer, "wrapped") else outer.app  # ProxyFix (proxy_hops) wraps .app
     return outer
 
 

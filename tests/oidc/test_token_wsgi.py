@@ -220,3 +220,46 @@ def test_what_the_grant_logs_carries_the_request_id_and_a_failure_keeps_it(app: 
     assert down.status_code == 503
     ids = {r.request_id for r in caplog.records if r.name in ("idp.errors", "idp.access")}
     assert ids == {down.headers["X-Request-Id"]} and len(down.headers["X-Request-Id"]) == 16
+
+
+def test_behind_a_tls_proxy_the_layer_sees_the_clients_scheme_and_address_and_writes_the_audit_hook(
+        tmp_path: Any, clock: Any, mailbox: Any, monkeypatch: Any) -> None:
+    """``proxy_hops=1`` (the documented production shape): ProxyFix runs before every layer, so Authlib sees an
+    https request (no InsecureTransportError, a 500) and the client's address is the forwarded one; an audit
+    event recorded during a refused grant is written as Flask's after-request hook writes it, with that address."""
+    from sqlalchemy import text
+
+    from idp import audit, create_app
+    from idp.extensions import db
+    from idp.oidc import tokens
+    from tests.conftest import base_config
+
+    app = create_app(base_config(clock, mailbox, issuer="https://idp.example.fr", proxy_hops=1, redis_url="memory://",
+                                 dev_allow_remote_issuer=True,
+                                 database_url=f"sqlite:///{tmp_path}/proxied.db"))
+    with app.app_context():
+        db.create_all()
+    rp = make_rp(app)
+    refused = tokens.reused_family
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        audit.record_in_request("probe.refused_refresh", client_id=rp.client_id)
+        return refused(*args, **kwargs)
+
+    monkeypatch.setattr(tokens, "reused_family", recording)
+
+    def answer() -> Any:
+        return app.test_client().post(TOKEN_PATH, base_url="http://idp.example.fr",
+                                      data={"grant_type": "refresh_token", "refresh_token": "x" * 43},
+                                      auth=(rp.client_id, rp.secret),
+                                      headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9",
+                                               "X-Request-Id": REQUEST_ID})
+
+    with flask_only(app):
+        expected = _exact(answer())
+    answered = _exact(answer())
+    assert answered == expected and answered[0] == 400 and json.loads(answered[2])["error"] == "invalid_grant"
+    assert dict(answered[1])["Strict-Transport-Security"].startswith("max-age=")
+    with app.app_context():
+        ips = db.session.execute(text("SELECT ip FROM audit_events WHERE event = 'probe.refused_refresh'")).scalars()
+        assert list(ips) == ["203.0.113.9", "203.0.113.9"]

@@ -119,22 +119,24 @@ def test_userinfo_reads_the_account_with_one_core_query_and_sees_a_change_at_onc
     assert len(account_reads) == 1 and "password_hash" not in account_reads[0], seen
 
 
-def test_userinfo_reads_in_autocommit_and_gives_the_connection_back_in_its_default_isolation(any_app: Any) -> None:
+@pytest.mark.postgres
+def test_userinfo_reads_in_autocommit_and_gives_the_connection_back_in_its_default_isolation(pg_app: Any) -> None:
     """Userinfo only reads: no BEGIN/ROLLBACK round trips; the pooled connection is not left in autocommit
-    for the next request (which may write). On PostgreSQL the account and registry reads run on the driver's
-    cursor (idp.driver_sql), out of SQLAlchemy's sight: their connections' autocommit is recorded there."""
+    for the next request (which may write). PostgreSQL only (SQLite has no round trips to save: it reads in a
+    transaction). The account and registry reads run on the driver's cursor (idp.driver_sql), out of
+    SQLAlchemy's sight: their connections' autocommit is recorded there."""
     from sqlalchemy import event
 
     from idp import driver_sql
     from idp.extensions import db
     from tests.oidc.conftest import make_person, make_rp
 
-    person, rp = make_person(any_app), make_rp(any_app)
-    client = any_app.test_client()
-    token, sub = _access(any_app, client, person, rp, "openid profile email")
+    person, rp = make_person(pg_app), make_rp(pg_app)
+    client = pg_app.test_client()
+    token, sub = _access(pg_app, client, person, rp, "openid profile email")
     levels: list[str] = []
     handed_back: list[str] = []
-    with any_app.app_context():
+    with pg_app.app_context():
         engine = db.engine
 
     def _executed(conn: Any, *_args: Any) -> None:
@@ -161,5 +163,5 @@ def test_userinfo_reads_in_autocommit_and_gives_the_connection_back_in_its_defau
     assert info["sub"] == sub and info["given_name"] == "Marie Claire"
     assert len(levels) == 2 and set(levels) == {"AUTOCOMMIT"}, levels  # the account, the registry record
     assert handed_back and handed_back[-1] not in ("True", "None"), handed_back
-    with any_app.app_context():  # the next use of the pool writes in a transaction again
+    with pg_app.app_context():  # the next use of the pool writes in a transaction again
         assert not db.session.connection().get_execution_options().get("isolation_level")
