@@ -110,8 +110,11 @@ def configure_logging(level: str) -> None:
 
 
 def request_id(incoming: str | None) -> str:
-    """The request id: a well-formed incoming X-Request-Id, or a new random one."""
-    return incoming if incoming and _REQUEST_ID.fullmatch(incoming) else secrets.token_hex(8)
+    """The request id: a well-formed incoming X-Request-Id, or a new random one. One holding a NIR shape is
+    replaced too: the id is written on every log line of the request, where no filter rewrites it."""
+    if incoming and _REQUEST_ID.fullmatch(incoming) and not _NIR_SHAPE.search(incoming):
+        return incoming
+    return secrets.token_hex(8)
 
 
 _ACCESS = logging.getLogger("idp.access")

@@ -96,9 +96,11 @@ def test_every_response_has_a_request_id_and_a_wellformed_one_is_kept(client):
     assert client.get("/healthz", headers={"X-Request-Id": "<script>"}).headers["X-Request-Id"] != "<script>"
 
 
-@pytest.mark.parametrize("incoming", ["abc-123-def-456\n", "abc-123-def-456\r\nX-Evil: 1", "short", "é" * 10])
+@pytest.mark.parametrize("incoming", ["abc-123-def-456\n", "abc-123-def-456\r\nX-Evil: 1", "short", "é" * 10,
+                                      "185077512345678", "rp-1850775123456-x", "2.85.07.2A.123.456.78"])
 def test_a_request_id_that_is_not_wellformed_to_its_end_is_replaced(incoming):
-    """Kept only when every character is allowed, to the last (``$`` would have let a final newline pass)."""
+    """Kept only when every character is allowed, to the last (``$`` would have let a final newline pass), and
+    when it holds no NIR shape (an RP that used a NIR as its request id would put it on every log line)."""
     from idp.observability import request_id
 
     made = request_id(incoming)
