@@ -10,8 +10,9 @@ Every signal is sent with the account id as the sender. Subscribers today:
   logins in flight, access and refresh tokens, WebAuthn credentials, trusted browsers, reset links;
 - ``account_reset`` (advisor reset; the account row is gone): the same, plus locks, quotas and pending codes;
 - ``account_disabled`` (``idp accounts disable``; the account row stays, its status is ``disabled``): browser
-  sessions, logins in flight, access and refresh tokens, reset links (what it proved before must not stay usable
-  while it cannot sign in; its credentials stay for when it is enabled again);
+  sessions, logins in flight, access and refresh tokens, reset links, WebAuthn credentials, trusted browsers
+  (what it proved before must not stay usable while it cannot sign in, nor come back when it is enabled: an
+  account is disabled when it is thought taken over, and whoever held it may have enrolled their own phone);
 - ``sessions_ended`` (``sessions``: the browser sessions that a password change, a reset, a disabling, the
   person's "end my other sessions" or an advisor ended at once): their relying parties get a back-channel
   logout (:mod:`idp.oidc.logout`), after the answer;

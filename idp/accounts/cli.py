@@ -130,7 +130,8 @@ def _set_status(nir: str, status: str, as_json: bool, done: str) -> None:
 @with_app
 def disable(nir: str, as_json: bool) -> None:
     """Disable an account at once: it can no longer sign in; its browser sessions, logins in flight, access
-    and refresh tokens end now (its credentials stay, for ``enable``)."""
+    and refresh tokens end now, its biometric credentials and trusted browsers are revoked (``enable`` gives
+    nothing back)."""
     _set_status(nir, "disabled", as_json, "Account disabled: its sessions and tokens are revoked.")
 
 

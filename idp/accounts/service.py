@@ -224,8 +224,9 @@ def set_status(account: Account, status: str, *, actor: str = "advisor") -> bool
     :data:`idp.lifecycle.account_disabled`: browser sessions and logins in flight end, refresh-token
     families and access tokens are revoked, reset links are forgotten. Disabling an account already
     disabled publishes it again (a clean-up interrupted by an outage is finished by running the command
-    again). Enabling gives nothing back: the person signs in again. Credentials (WebAuthn, trusted browsers)
-    stay."""
+    again). WebAuthn credentials and trusted browsers are revoked too (whoever held the account may have enrolled
+    their own). Enabling gives nothing back: the person signs in again with the password and the e-mailed code,
+    and activates biometrics again."""
     if status not in ACCOUNT_STATUSES:
         raise ValueError(f"unknown account status: {status!r}")
     changed = account.status != status

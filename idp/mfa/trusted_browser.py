@@ -101,7 +101,8 @@ def revoke_all(account_id: str) -> int:
 
 
 def revoke_on_event(account_id: str, **_: object) -> None:
-    """Lifecycle receiver (password changed): whoever had the password may have trusted their browser."""
+    """Lifecycle receiver (password changed, account disabled): whoever had the password may have trusted their
+    browser."""
     revoke_all(account_id)
 
 

@@ -14,6 +14,7 @@ from idp import lifecycle
 def init_app(app: Flask) -> None:
     """Register the models (metadata) and subscribe to the account lifecycle."""
     import idp.webauthn.models  # noqa: F401  (tables known to create_all and migrations)
-    from idp.webauthn.service import revoke_on_password_change
+    from idp.webauthn.service import revoke_on_disable, revoke_on_password_change
 
     lifecycle.password_changed.connect(revoke_on_password_change)
+    lifecycle.account_disabled.connect(revoke_on_disable)

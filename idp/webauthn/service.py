@@ -398,6 +398,12 @@ def revoke_on_password_change(account_id: str, **_: Any) -> None:
     revoke_all(account_id, reason="password_changed")
 
 
+def revoke_on_disable(account_id: str, **_: Any) -> None:
+    """Lifecycle receiver (account disabled): an account is disabled when it is thought taken over, and whoever
+    held it could have activated their own phone; enabling it gives nothing back (the person activates again)."""
+    revoke_all(account_id, reason="account_disabled")
+
+
 def remove_all(account_id: str, *, commit: bool = True) -> int:
     """Delete every credential of the account (advisor reset); returns how many were removed."""
     rows = list(db.session.scalars(select(WebAuthnCredential).where(WebAuthnCredential.account_id == account_id)))

@@ -289,3 +289,48 @@ def test_userinfo_refuses_a_token_of_a_disabled_account_whatever_its_scope(app: 
     assert answer.status_code == 401 and 'error="invalid_token"' in answer.headers["WWW-Authenticate"]
     assert _set_status(app, person.account_id, "active") is True
     assert _userinfo(app.test_client(), "escaped-access-token-0123456789") == 401
+
+
+def test_a_trusted_browser_and_a_biometric_credential_do_not_outlive_a_disable(app: Any, mailbox: Any) -> None:
+    """Whoever held the account trusted their browser and enrolled their own phone; an advisor disables the
+    account, later enables it: the password alone on that browser is asked the e-mailed code again (the trusted
+    cookie replayed is worthless), and the phone's credential is revoked (audited ``webauthn.revoked_all``,
+    reason ``account_disabled``), not given back by the enable."""
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from idp.audit import AuditEvent
+    from idp.extensions import clock, db
+    from idp.webauthn import service as webauthn
+    from idp.webauthn.models import WebAuthnCredential
+    from tests.login.conftest import bind, new_interaction, post_code, post_identify
+    from tests.login.conftest import make_account as make_login_account
+
+    account = make_login_account(app)
+    attacker = app.test_client()
+    bind(attacker, new_interaction(app))
+    post_identify(attacker, trusted_browser="1")
+    assert post_code(attacker, mailbox.code()).status_code == 303
+    assert attacker.get_cookie("idp_trusted", domain="localhost") is not None
+    bind(attacker, new_interaction(app))
+    mailbox.clear()
+    assert post_identify(attacker).headers["Location"] != "/connexion/code"  # trusted: no code asked
+    with app.app_context():
+        now = clock().now()
+        db.session.add(WebAuthnCredential(account_id=account.account_id, credential_id="attacker-phone",
+                                          public_key=b"\x01", created_at=now, expires_at=now + timedelta(days=180),
+                                          activated_with_mfa=True))
+        db.session.commit()
+        assert webauthn.has_usable_credential(account.account_id, for_web=True)
+    assert _set_status(app, account.account_id, "disabled") is True
+    assert _set_status(app, account.account_id, "active") is True
+    bind(attacker, new_interaction(app))
+    assert post_identify(attacker).headers["Location"] == "/connexion/code"
+    with app.app_context():
+        assert webauthn.list_credentials(account.account_id) == []
+        assert not webauthn.has_usable_credential(account.account_id, for_web=True)
+        reasons = [e.data.get("reason") for e in db.session.scalars(
+            select(AuditEvent).where(AuditEvent.account_id == account.account_id,
+                                     AuditEvent.event == "webauthn.revoked_all"))]
+        assert reasons == ["account_disabled"]
