@@ -135,6 +135,11 @@ def is_dependency_failure(exc: BaseException) -> bool:
 
     if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
         return True
+    # A failover in progress: a Cluster without a master for some slots (CLUSTERDOWN, TRYAGAIN, a slot moved
+    # under a node-level pipeline, not covered yet), or a write reaching a primary just demoted (READONLY).
+    if isinstance(exc, redis.exceptions.ClusterError | redis.exceptions.TryAgainError | redis.exceptions.AskError
+                  | redis.exceptions.ReadOnlyError | redis.exceptions.SlotNotCoveredError):
+        return True
     if isinstance(exc, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
         return True
     if isinstance(exc, sqlalchemy.exc.TimeoutError):  # no pooled connection free in time: overloaded

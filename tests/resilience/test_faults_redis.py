@@ -132,3 +132,33 @@ def test_stalled_redis_never_counts_a_wrong_code_as_right(make_app: Any, own_red
     third = _recovers(lambda: _post_code(client, token, wrong))
     assert LOCKED in text_of(third)
     assert LOCKED in text_of(_post_code(client, token, code)), "the right code is refused while locked"
+
+
+@pytest.mark.parametrize(("error", "message"), [("ClusterDownError", "The cluster is down"),
+                                               ("TryAgainError", "Multiple keys request during rehashing of slot"),
+                                               ("MovedError", "3999 127.0.0.1:6381"),
+                                               ("ReadOnlyError", "You can't write against a read only replica.")])
+def test_a_failover_in_progress_fails_closed_with_a_503_never_a_500(app: Any, monkeypatch: Any, error: str,
+                                                                    message: str) -> None:
+    """What a Redis Cluster or Sentinel answers while a master is replaced (CLUSTERDOWN, TRYAGAIN, MOVED under a
+    node-level pipeline, READONLY from a demoted primary; found by the Cluster failover test under load: a
+    security write's pipeline on the dying master's node got CLUSTERDOWN and answered 500): the password step
+    answers the French 503 page, and the next login, once Redis answers again, is served."""
+    import redis.exceptions
+
+    from idp.mfa import limits
+
+    make_account(app)
+    client = app.test_client()
+    bind(client, new_interaction(app))
+    failure = getattr(redis.exceptions, error)(message)
+    taken = limits.take_rate
+
+    def failing_over(*args: Any, **kwargs: Any) -> Any:
+        raise failure
+
+    monkeypatch.setattr(limits, "take_rate", failing_over)
+    assert_unavailable_page(_identify(client))
+    monkeypatch.setattr(limits, "take_rate", taken)
+    answer = _identify(client)
+    assert answer.status_code == 303 and answer.headers["Location"].endswith("/connexion/code"), text_of(answer)[:300]
