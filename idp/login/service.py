@@ -39,6 +39,7 @@ from idp import audit, metrics
 from idp.accounts import service as accounts
 from idp.clock import timestamp
 from idp.crypto import lookup_hmac
+from idp.errors import is_dependency_failure
 from idp.extensions import clock, settings
 from idp.login import assurance
 from idp.login.interaction import Interaction, Step, interactions
@@ -102,6 +103,13 @@ class _AddressSlot:
     def give_back(self) -> None:
         limits.give_back_rate(self._slot)
 
+    def give_back_quietly(self) -> None:
+        """Give back while a dependency is failing (Redis may be the outage): never hide the failure."""
+        try:
+            self.give_back()
+        except Exception:
+            log.warning("could not give back an address unit after an outage", exc_info=True)
+
 
 def _failure_subject(nir: Nir, account: Account | None) -> str:
     # Unknown NIRs get a counter too (keyed hash, never the NIR itself) so that they lock like accounts.
@@ -117,6 +125,15 @@ def identify(interaction: Interaction, nir_text: str, password: str, *, address:
     slot = _AddressSlot(address)
     if not slot.allowed:
         return StepResult(Outcome.THROTTLED)
+    try:
+        return _identify(interaction, slot, nir_text, password)
+    except Exception as exc:
+        if is_dependency_failure(exc):  # an outage is no failed guess (the answer is a 503 whatever the
+            slot.give_back_quietly()  # password): the address keeps its budget, a whole network is not slowed
+        raise
+
+
+def _identify(interaction: Interaction, slot: _AddressSlot, nir_text: str, password: str) -> StepResult:
     try:
         nir = Nir.parse(nir_text)
     except InvalidNir as exc:

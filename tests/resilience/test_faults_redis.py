@@ -162,3 +162,32 @@ def test_a_failover_in_progress_fails_closed_with_a_503_never_a_500(app: Any, mo
     monkeypatch.setattr(limits, "take_rate", taken)
     answer = _identify(client)
     assert answer.status_code == 303 and answer.headers["Location"].endswith("/connexion/code"), text_of(answer)[:300]
+
+
+def test_logins_failed_by_an_outage_do_not_use_up_the_addresss_failure_budget(app: Any, monkeypatch: Any) -> None:
+    """More password steps than ``address_failure_limit`` fail on a Redis outage after their address unit was
+    taken (found by the failover test: after a failover, every login from that network got the 429 "trop de
+    tentatives" page): each is a 503, none counts as a failed guess, and once Redis answers the login is served."""
+    import redis.exceptions
+
+    from idp.extensions import settings
+    from idp.mfa import limits
+
+    make_account(app)
+    with app.app_context():
+        attempts = settings().address_failure_limit + 5
+    reserve = limits.reserve_attempt
+
+    def outage(*args: Any, **kwargs: Any) -> Any:
+        raise redis.exceptions.ConnectionError("the master holding the account's counters is gone")
+
+    monkeypatch.setattr(limits, "reserve_attempt", outage)
+    for _ in range(attempts):
+        client = app.test_client()
+        bind(client, new_interaction(app))
+        assert_unavailable_page(_identify(client))
+    monkeypatch.setattr(limits, "reserve_attempt", reserve)
+    client = app.test_client()
+    bind(client, new_interaction(app))
+    answer = _identify(client)
+    assert answer.status_code == 303 and answer.headers["Location"].endswith("/connexion/code"), text_of(answer)[:300]
