@@ -96,11 +96,9 @@ def first_without_transaction(statement: Any, params: Mapping[str, Any]) -> Any:
     :func:`idp.extensions.reads_without_transaction`): on PostgreSQL on a pooled connection of its own, given
     back at once, when the Session has not started a transaction in this request; else in the Session's
     transaction, as :func:`first_in_transaction` (SQLite: no round trip to save)."""
-    if db.session().in_transaction():
-        return first_in_transaction(statement, params)
-    if db.engine.dialect.name != "postgresql":  # no round trips to save: in the Session's (new) transaction
-        return first_in_transaction(statement, params)
     dialect = db.engine.dialect
+    if db.session().in_transaction() or dialect.name != "postgresql":  # SQLite: no round trip to save
+        return first_in_transaction(statement, params)
     compiled = _compile(statement, dialect)
     pooled = db.engine.raw_connection()
     driver: Any = pooled.driver_connection

@@ -285,8 +285,8 @@ def token() -> ResponseReturnValue:
 
 @metrics.token_grant
 def token_answer(req: Request) -> Response:
-    """RFC 6749 §3.2: code and refresh_token grants, for the request ``req`` (Flask's, or one made by the WSGI
-    layer in an application context: nothing here needs a request context).
+    """RFC 6749 §3.2: code and refresh_token grants, for the request ``req`` (Flask's, or the one of the request
+    context the WSGI layer pushes without dispatching it).
 
     One commit (refresh rotation claim + successor, or the code's new family) once Authlib built the whole
     response, ID token included: if that fails, the old refresh token stays usable and the client's retry
