@@ -94,10 +94,10 @@ def _fail_over_under_load(pg_app: Any, url: str, people: list[Any], victim: Any,
                           promoted: Callable[[], bool], log: Any) -> Failover:
     """People log in (one thread each) while ``kill`` takes a master down, until ``promoted`` says its
     replica serves and 20 logins came 3 s after that; then the locked victim tries the right password."""
-    # Enough fresh interactions for the whole run: a refused login uses one up in a few milliseconds, so
-    # the clients back off after a refusal (as a browser's user would) instead of draining the pool
-    # during the outage and leaving nothing to log in with once the replica is promoted.
-    interactions = [new_interaction(pg_app, kind="mobile") for _ in range(600)]
+    # Enough fresh interactions for the whole run: a login uses one up in a few milliseconds, so the
+    # clients pace themselves (as people would: 0.2 s after a refusal, 0.1 s after a success) instead of
+    # draining the pool before the replica is promoted or in the 3 s after it. At most 40 logins/s.
+    interactions = [new_interaction(pg_app, kind="mobile") for _ in range(900)]
     results: list[tuple[float, int, str]] = []
     refusals: list[str] = []
     stop = threading.Event()
@@ -108,8 +108,7 @@ def _fail_over_under_load(pg_app: Any, url: str, people: list[Any], victim: Any,
             results.append((time.monotonic(), status, location))
             if status == 200:
                 refusals.append(_alert(text))
-            if status != 303:
-                stop.wait(0.2)
+            stop.wait(0.1 if status == 303 else 0.2)
 
     workers = [threading.Thread(target=load, args=(person.nir,)) for person in people]
     for worker in workers:
@@ -124,7 +123,8 @@ def _fail_over_under_load(pg_app: Any, url: str, people: list[Any], victim: Any,
             wait_until(lambda: sum(r[0] > promoted_at + 3 for r in results) >= 20, timeout=60,
                        what="logins after the promotion")
         except AssertionError:
-            raise AssertionError(f"after the promotion: {[r[1] for r in results if r[0] > promoted_at][-30:]}, "
+            raise AssertionError(f"promoted {promoted_at - killed_at:.1f} s after the kill, {len(results)} logins; "
+                                 f"after the promotion: {[r[1] for r in results if r[0] > promoted_at][-30:]}, "
                                  f"{len(interactions)} interactions left, {refusals[-3:]}, "
                                  + log.read_text()[-2000:]) from None
     finally:
