@@ -108,7 +108,7 @@ def configure_logging(level: str) -> None:
     # What JsonFormatter never writes is not gathered for every record either (the Logging HOWTO's
     # "Optimization" settings): the caller's file, line and function (a walk up the stack), the thread and
     # process ids and names. Every request writes an access line, so this is paid at the request rate.
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
