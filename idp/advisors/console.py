@@ -4,7 +4,8 @@
 audited), :func:`account_state` (status, e-mail, locks, code quota, trusted browsers, biometrics, last sign-ins)
 and :data:`ACTIONS`, each with a mandatory reason and audited as ``advisor.<action>``: unlock, end the sessions,
 revoke trusted browsers, revoke biometrics, disable and enable the account (:func:`idp.accounts.service.set_status`:
-disabling ends its sessions and tokens at once), reset (:func:`idp.accounts.service.reset_account`) and the SMS
+disabling ends its sessions and tokens at once; enabling is a supervisor's: :data:`SUPERVISOR_ACTIONS`),
+reset (:func:`idp.accounts.service.reset_account`) and the SMS
 provisional code for re-creation (:func:`idp.accounts.creation.send_provisional_code`), limited per person and per
 advisor (atomic quotas; a refusal is audited as ``advisor.sms_limited``).
 :func:`action_log` lists the advisors' actions (supervisors only; the view checks the role).
@@ -30,7 +31,7 @@ from idp.advisors.models import Advisor
 from idp.audit import AuditEvent
 from idp.clock import paris_display
 from idp.crypto import decrypt, encrypt
-from idp.errors import BadRequest, ServiceUnavailable, TooManyRequests
+from idp.errors import BadRequest, Forbidden, ServiceUnavailable, TooManyRequests
 from idp.extensions import settings
 from idp.mfa import codes, limits, trusted_browser
 from idp.nir import Nir
@@ -293,10 +294,21 @@ ACTIONS: dict[str, tuple[str, Callable[..., dict[str, Any]]]] = {
 }
 
 
+# Actions that undo a protective measure: a supervisor's only. Any advisor may disable an account (the safe
+# direction, at the first sign of a takeover); enabling it again lets its password sign in once more, so that
+# decision is not left to one advisor alone, who may have been talked into it on the phone.
+SUPERVISOR_ACTIONS = frozenset({"enable"})
+
+
 def perform(advisor: Advisor, found: Found, action: str, reason: str) -> dict[str, Any]:
-    """Run one action with its reason; audited as ``advisor.<action>`` (advisor, account, reason, result)."""
+    """Run one action with its reason; audited as ``advisor.<action>`` (advisor, account, reason, result). An
+    advisor's attempt at a supervisor's action is refused (403) and audited as ``advisor.refused``."""
     if action not in ACTIONS:
         raise BadRequest(detail="unknown advisor action")
+    if action in SUPERVISOR_ACTIONS and not advisor.is_supervisor:
+        audit.record("advisor.refused", account_id=found.account_id, advisor=advisor.id, action=action)
+        raise Forbidden("Seul un superviseur peut réactiver un compte désactivé : transmettez-lui la demande.",
+                        detail="supervisor action")
     why = clean_reason(reason)
     handler = ACTIONS[action][1]
     result = handler(found, advisor)

@@ -290,7 +290,10 @@ def test_end_sessions_and_revoke_browsers_and_biometrics(registry: Any, advisor:
     assert events(registry, "advisor.revoke_browsers")[0].data["count"] == 1
 
 
-def test_disable_ends_the_sessions_and_refuses_the_password_until_enabled(registry: Any, advisor: Any) -> None:
+def test_disable_ends_the_sessions_and_refuses_the_password_until_a_supervisor_enables_it(
+        registry: Any, advisor: Any, supervisor: Any) -> None:
+    """Any advisor disables; only a supervisor enables again (the advisor's page points to one, and the
+    advisor's POST is refused and audited)."""
     from idp.accounts import service
     from idp.login.sessions import sessions
 
@@ -302,14 +305,25 @@ def test_disable_ends_the_sessions_and_refuses_the_password_until_enabled(regist
     assert "Désactiver le compte" in text(client.get(dossier)) and "Réactiver le compte" not in text(client.get(dossier))
     assert act(client, dossier, "disable", reason="usurpation signalée au 3646").status_code == 303
     page = text(client.get(dossier))
-    assert "Statut</dt><dd>désactivé" in page and "Réactiver le compte" in page and "Désactiver le compte" not in page
+    assert "Statut</dt><dd>désactivé" in page and "Désactiver le compte" not in page
+    assert "Réactiver le compte" not in page and "Seul un superviseur peut réactiver" in page
     with registry.app_context():
         assert sessions.get(session.id) is None
         assert service.authenticate(MARIE["nir"], PASSWORD) is None
     (disabled,) = events(registry, "account.disabled")
     assert disabled.account_id == account_id and disabled.data["actor"] == f"advisor:{staff.advisor_id}"
     assert events(registry, "advisor.disable")[0].data["reason"] == "usurpation signalée au 3646"
-    assert act(client, dossier, "enable", reason="identité vérifiée en agence").status_code == 303
+    refused = act(client, dossier, "enable", reason="l'assuré insiste au téléphone")
+    assert refused.status_code == 403 and "Seul un superviseur peut réactiver" in text(refused)
+    with registry.app_context():
+        assert service.authenticate(MARIE["nir"], PASSWORD) is None
+    assert events(registry, "account.enabled") == [] and events(registry, "advisor.enable") == []
+    (attempt,) = events(registry, "advisor.refused")
+    assert attempt.account_id == account_id and attempt.data == {"advisor": staff.advisor_id, "action": "enable"}
+    boss, _boss_staff = supervisor
+    supervised = dossier_of(boss, MARIE["nir"])
+    assert "Réactiver le compte" in text(boss.get(supervised))
+    assert act(boss, supervised, "enable", reason="identité vérifiée en agence").status_code == 303
     with registry.app_context():
         assert service.authenticate(MARIE["nir"], PASSWORD) is not None
     assert len(events(registry, "account.enabled")) == 1

@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 
 from tests.accounts.conftest import RecordingSms, by_name, demo_records, make_account
-from tests.advisors.conftest import act, advisor, search
+from tests.advisors.conftest import act, advisor, search, supervisor
 from tests.oidc.conftest import flow, login, make_person, make_rp, query_of, redeem, token_request
 
 MARIE = by_name(demo_records(), "DUPONT")
-__all__ = ["advisor"]  # fixture, imported for pytest
+__all__ = ["advisor", "supervisor"]  # fixtures, imported for pytest
 
 
 def _set_status(app: Any, account_id: str, status: str) -> bool:
@@ -236,7 +236,7 @@ def test_a_disabled_account_cannot_be_reset_into_an_active_one(registry: Any, ad
     dossier = _dossier(client, MARIE["nir"])
     assert act(client, dossier, "disable", reason="usurpation signalée au 3646").status_code == 303
     page = client.get(dossier).get_data(as_text=True)
-    assert "Réinitialiser le compte" not in page and "Réactiver le compte" in page
+    assert "Réinitialiser le compte" not in page and "Seul un superviseur peut réactiver" in html.unescape(page)
     refused = act(client, dossier, "reset", reason="mot de passe oublié")
     assert refused.status_code == 200 and "il doit être réactivé avant d'être réinitialisé" in \
         html.unescape(refused.get_data(as_text=True))
@@ -245,16 +245,16 @@ def test_a_disabled_account_cannot_be_reset_into_an_active_one(registry: Any, ad
     assert _status(registry, account_id) == "disabled"
 
 
-def test_the_console_audits_whether_a_disable_or_enable_changed_anything(registry: Any, advisor: Any) -> None:
+def test_the_console_audits_whether_a_disable_or_enable_changed_anything(registry: Any, supervisor: Any) -> None:
     from sqlalchemy import select
 
     from idp.audit import AuditEvent
     from idp.extensions import db
 
-    client, _staff = advisor
+    client, _staff = supervisor
     make_account(registry, MARIE["nir"])
     dossier = _dossier(client, MARIE["nir"])
-    # A stale page (or a second advisor) posts "enable" on an active account.
+    # A stale page (or a second supervisor) posts "enable" on an active account.
     assert act(client, dossier, "enable", reason="identité vérifiée en agence").status_code == 303
     assert act(client, dossier, "disable", reason="usurpation signalée").status_code == 303
     assert act(client, dossier, "disable", reason="révoquer à nouveau").status_code == 303
