@@ -106,10 +106,10 @@ def configure_logging(level: str) -> None:
         root.addHandler(handler)
     root.setLevel(level.upper())
     # What JsonFormatter never writes is not gathered for every record either (the Logging HOWTO's
-    # "Optimization" settings): the caller's file, line and function (a walk up the stack), the thread and
-    # process ids and names. Every request writes an access line, so this is paid at the request rate.
+    # "Optimization" settings): the caller's file, line and function, a walk up the stack at every record
+    # (every request writes an access line). The thread and process ids stay: gunicorn's own log format
+    # prints the process id with %d, which a None would break.
     logging._srcfile = None
-    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
