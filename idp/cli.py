@@ -131,10 +131,11 @@ def _attach_area_commands() -> None:
     from idp.accounts.cli import accounts_group, terms_group
     from idp.advisors.cli import advisors_group
     from idp.audit_cli import audit_group
-    from idp.oidc.cli import clients_group, keys_group
+    from idp.oidc.cli import clients_group, keys_group, tokens_group
     from idp.rfi_adapter.cli import rfi_group
 
-    for group in (accounts_group, terms_group, advisors_group, clients_group, keys_group, rfi_group, audit_group):
+    for group in (accounts_group, terms_group, advisors_group, clients_group, keys_group, tokens_group, rfi_group,
+                  audit_group):
         main.add_command(group)
 
 

@@ -225,6 +225,10 @@ class Settings:
     staff_oidc_advisor_role: str = _doc("Value of the role claim that makes an advisor.", default="advisor")
     staff_oidc_supervisor_role: str = _doc("Value of the role claim that makes a supervisor.", default="supervisor")
 
+    # --- retention (idp.retention) ----------------------------------------------------------
+    audit_retention_days: int = _doc("Audit events are kept this many days: `idp audit purge` refuses a later date.",
+                                     default=365)
+
     # ----------------------------------------------------------------------------------------
     @property
     def is_production(self) -> bool:

@@ -1,4 +1,4 @@
-"""``idp clients`` and ``idp keys`` (DESIGN.md §6)."""
+"""``idp clients``, ``idp keys`` (DESIGN.md §6) and ``idp tokens purge``."""
 
 from __future__ import annotations
 
@@ -187,3 +187,19 @@ def keys_rotate(alg: str | None, as_json: bool) -> None:
             ensure_keys(name)
     rows = _key_rows()
     emit(rows, as_json, "\n".join(f"{r['kid']}  {r['alg']}  {r['state']}  published={r['published']}" for r in rows))
+
+
+@click.group("tokens")
+def tokens_group() -> None:
+    """Refresh tokens kept in the database."""
+
+
+@tokens_group.command("purge")
+@json_option
+@with_app
+def tokens_purge(as_json: bool) -> None:
+    """Delete the refresh tokens of the families that expired more than a day ago (run it daily)."""
+    from idp import retention
+
+    removed = retention.purge_refresh_tokens()
+    emit({"deleted": removed}, as_json, f"{removed} expired refresh token(s) deleted.")

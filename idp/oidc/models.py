@@ -137,7 +137,7 @@ class RefreshToken(Base):
     scope: Mapped[str] = mapped_column(String(500))
     auth: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # auth_time, acr, amr, sid, claims
     issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))  # absolute, of the family
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)  # absolute, of the family
     rotated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
 
