@@ -18,7 +18,8 @@
 The token endpoint is the hot path: on PostgreSQL a refresh is one statement that claims the token, inserts its
 successor and reads the owner's account status (a data-modifying CTE; elsewhere the claiming ``UPDATE ...
 RETURNING`` then the ``INSERT``), and one commit; a code exchange's new family is one ``INSERT ... SELECT`` that
-also reads the owner's status; an access token is one pipelined Redis round trip. These use Core statements
+also reads the owner's status (on PostgreSQL both run on the driver's cursor: :mod:`idp.driver_sql`); an access
+token is one pipelined Redis round trip. These use Core statements
 built once and plain values, never ORM objects that a commit would expire and reload.
 """
 
@@ -523,6 +524,24 @@ def _insert_family_statement() -> Any:
             .returning(status.label("account_status"), changed.label("grants_not_before")))
 
 
+@cache
+def _insert_family_text() -> Any:
+    """PostgreSQL: :func:`_insert_family_statement` as SQL text, the JSON ``auth`` bound as text and cast (no
+    bind processor: it runs on the driver's cursor, :func:`idp.driver_sql.first_in_transaction`)."""
+    return text("""
+WITH owner AS (
+    SELECT id, status, GREATEST(grants_not_before, password_changed_at) AS cutoff FROM accounts WHERE id = :owner_id
+), inserted AS (
+    INSERT INTO oidc_refresh_tokens (token_hash, family_id, client_id, account_id, scope, auth, issued_at,
+                                     expires_at, revoked)
+    SELECT :token_hash, :family_id, :client_id, id, :scope, CAST(:auth AS JSON), :issued_at, :expires_at, :revoked
+    FROM owner
+    RETURNING account_id
+)
+SELECT owner.status AS account_status, owner.cutoff AS grants_not_before
+FROM owner JOIN inserted ON inserted.account_id = owner.id""")
+
+
 def insert_family_checking_owner(token: str, *, client: Client, scope: str, user: EndUser,
                                  lifetime: int) -> NewFamily | None:
     """The first refresh token of a new family (code grant), inserted only if its owner's account exists, whose
@@ -531,10 +550,14 @@ def insert_family_checking_owner(token: str, *, client: Client, scope: str, user
     :func:`insert_refresh_token`)."""
     now = clock().now()
     family_id = new_token(24)
-    row = db.session.connection().execute(_insert_family_statement(), {
-        "token_hash": hash_token(token), "family_id": family_id, "client_id": client.client_id,
-        "account_id": user.account_id, "owner_id": user.account_id, "scope": scope, "auth": user.auth(),
-        "issued_at": now, "expires_at": now + timedelta(seconds=lifetime), "revoked": False}).first()
+    values = {"token_hash": hash_token(token), "family_id": family_id, "client_id": client.client_id,
+              "account_id": user.account_id, "owner_id": user.account_id, "scope": scope, "auth": user.auth(),
+              "issued_at": now, "expires_at": now + timedelta(seconds=lifetime), "revoked": False}
+    if db.engine.dialect.name == "postgresql":  # every code exchange: on the driver's cursor (idp.driver_sql)
+        values["auth"] = json.dumps(values["auth"])
+        row = first_in_transaction(_insert_family_text(), values)
+    else:
+        row = db.session.connection().execute(_insert_family_statement(), values).first()
     if row is None:
         return None
     return NewFamily(family_id, row.account_status, aware(row.grants_not_before))
