@@ -527,10 +527,13 @@ def _insert_family_statement() -> Any:
 @cache
 def _insert_family_text() -> Any:
     """PostgreSQL: :func:`_insert_family_statement` as SQL text, the JSON ``auth`` bound as text and cast (no
-    bind processor: it runs on the driver's cursor, :func:`idp.driver_sql.first_in_transaction`)."""
+    bind processor: it runs on the driver's cursor, :func:`idp.driver_sql.first_in_transaction`). It also
+    takes the new family's advisory lock until the exchange commits (:func:`revoke_family` waits for it)."""
     return text("""
 WITH owner AS (
-    SELECT id, status, GREATEST(grants_not_before, password_changed_at) AS cutoff FROM accounts WHERE id = :owner_id
+    SELECT id, status, GREATEST(grants_not_before, password_changed_at) AS cutoff,
+           pg_advisory_xact_lock(hashtextextended(:family_id, 0)) AS family_lock
+    FROM accounts WHERE id = :owner_id
 ), inserted AS (
     INSERT INTO oidc_refresh_tokens (token_hash, family_id, client_id, account_id, scope, auth, issued_at,
                                      expires_at, revoked)
@@ -578,14 +581,34 @@ def find_refresh_token(token: str) -> RefreshToken | None:
 
 
 def revoke_family(family_id: str) -> None:
-    """Revoke every refresh token of a family and the access tokens it issued."""
-    # Lock the family's rows in id order first: two parallel reuses of one family otherwise update the
-    # same rows in different orders and PostgreSQL kills one of them as a deadlock (a 503).
-    ids = list(db.session.scalars(select(RefreshToken.id).where(RefreshToken.family_id == family_id)
-                                  .order_by(RefreshToken.id).with_for_update()))
-    db.session.execute(update(RefreshToken).where(RefreshToken.id.in_(ids)).values(revoked=True))
-    db.session.commit()
+    """Revoke every refresh token of a family and the access tokens it issued, including rows that requests in
+    flight commit meanwhile:
+
+    - a code exchange inserting the family: its rows are not visible until it commits, yet the code's "used"
+      marker names the family as soon as the access token is stored (before the ID token is signed and the
+      exchange committed), and a replay of the code revokes what the marker names. On PostgreSQL the exchange
+      holds the family's advisory lock until it commits (:func:`insert_family_checking_owner`); each pass
+      here takes it first, so the revocation waits for that commit and then sees the rows;
+    - a rotation in flight: the pass waits for the claimed row's lock, but the successor that rotation
+      commits was not in the pass's snapshot. Passes repeat until one finds no unrevoked row left (a revoked
+      token can no longer be rotated, so this ends)."""
+    while True:
+        if db.engine.dialect.name == "postgresql":
+            db.session.execute(_FAMILY_LOCK, {"family_id": family_id})
+        # Lock the family's rows in id order: two parallel reuses of one family otherwise update the same rows
+        # in different orders and PostgreSQL kills one of them as a deadlock (a 503).
+        ids = list(db.session.scalars(select(RefreshToken.id)
+                                      .where(RefreshToken.family_id == family_id, RefreshToken.revoked.is_(False))
+                                      .order_by(RefreshToken.id).with_for_update()))
+        if ids:
+            db.session.execute(update(RefreshToken).where(RefreshToken.id.in_(ids)).values(revoked=True))
+        db.session.commit()
+        if not ids:
+            break
     _revoke_indexed(rkey("at-family", family_id))
+
+
+_FAMILY_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:family_id, 0))")
 
 
 def revoke_on_event(account_id: str, **_: object) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.oidc.conftest import PASSWORD, flow, login, make_person, make_rp, redeem, token_request
 
 NEW_PASSWORD = "Train-Bleu-Confiture-77"
@@ -354,3 +356,49 @@ def test_code_issue_recorded_with_the_access_token_sees_a_replay_either_side(any
             assert tokens.find_access_token(access) is None
             db.session.refresh(family)
             assert family.revoked is True
+
+
+@pytest.mark.postgres
+def test_a_code_replayed_before_its_first_exchange_commits_revokes_the_family_it_issues(pg_app: Any,
+                                                                                      monkeypatch: Any) -> None:
+    """Attack: the code is presented again (same client, over HTTP) while its first exchange has recorded what it
+    issues (the "used" marker names the access token and the new family) but has not committed the family yet
+    (it is signing the ID token). The replay revokes what the marker names: the family is revoked once the first
+    exchange commits, not left alive because its rows were not visible yet."""
+    import threading
+
+    from sqlalchemy import select
+
+    from idp.extensions import db
+    from idp.oidc import tokens
+    from idp.oidc.models import RefreshToken
+
+    person, rp = make_person(pg_app), make_rp(pg_app)
+    browser = pg_app.test_client()
+    f = flow(rp)
+    code = login(pg_app, browser, person, f)["code"]
+    replays: list[Any] = []
+    threads: list[threading.Thread] = []
+    store = tokens.store_access_token
+
+    def storing_then_replayed(*args: Any, **kwargs: Any) -> Any:
+        stored = store(*args, **kwargs)  # the marker names what this exchange issues; nothing committed yet
+        if not threads:
+            replay = threading.Thread(target=lambda: replays.append(redeem(pg_app.test_client(), rp, code, f)))
+            threads.append(replay)
+            replay.start()
+            replay.join(0.5)  # the replay runs now (it may wait for this exchange's commit)
+        return stored
+
+    monkeypatch.setattr(tokens, "store_access_token", storing_then_replayed)
+    first = redeem(browser, rp, code, f)
+    threads[0].join(10)
+    assert first.status_code == 200 and replays[0].status_code == 400 and replays[0].json["error"] == "invalid_grant"
+    with pg_app.app_context():
+        family = db.session.scalars(select(RefreshToken).where(
+            RefreshToken.token_hash == tokens.hash_token(first.json["refresh_token"]))).one()
+        assert family.revoked, "the replay revoked the family the first exchange was issuing"
+    refreshed = token_request(pg_app.test_client(), rp,
+                              {"grant_type": "refresh_token", "refresh_token": first.json["refresh_token"]})
+    assert refreshed.status_code == 400 and refreshed.json["error"] == "invalid_grant"
+    assert _userinfo(pg_app.test_client(), first.json["access_token"]) == 401

@@ -196,6 +196,41 @@ def test_two_parallel_uses_of_a_refresh_token_one_wins_and_the_family_is_revoked
         assert len(family) == 2 and all(r.revoked for r in family), "reuse revokes the family, successor included"
 
 
+@pytest.mark.postgres
+def test_a_reuse_during_a_rotation_revokes_the_successor_that_rotation_commits(pg_app: Any) -> None:
+    """Attack: an old, rotated refresh token of the family is presented (a reuse: the family must go) while
+    another request is rotating the family's current token (its successor inserted, not committed yet). The
+    reuse's revocation waits for that rotation and revokes its successor too, instead of revoking the rows it
+    could see and leaving the new token alive."""
+    import threading
+
+    from sqlalchemy import select
+
+    from idp.extensions import db
+    from idp.oidc import tokens
+    from idp.oidc.models import RefreshToken
+
+    client = pg_app.test_client()
+    person, rp = make_person(pg_app), make_rp(pg_app, "web")
+    old = _tokens(pg_app, client, person, rp)["refresh_token"]
+    current = _refresh(client, rp, old).json["refresh_token"]  # `old` is now rotated
+    reuse: list[Any] = []
+    reusing = threading.Thread(target=lambda: reuse.append(_refresh(pg_app.test_client(), rp, old)))
+    with pg_app.app_context():
+        claimed = tokens.claim_refresh_token(current, rp.client_id, successor="successor-value-5678", scope=None)
+        assert claimed is not None  # the rotation holds `current` and its uncommitted successor
+        reusing.start()
+        reusing.join(0.5)
+        assert reusing.is_alive(), "the reuse's revocation waits for the rotation in flight"
+        db.session.commit()
+    reusing.join(10)
+    assert reuse[0].status_code == 400 and reuse[0].json["error"] == "invalid_grant"
+    with pg_app.app_context():
+        family = db.session.scalars(select(RefreshToken).where(RefreshToken.family_id == claimed.family_id)).all()
+        assert len(family) == 3
+        assert all(r.revoked for r in family), "the successor committed during the reuse is revoked too"
+
+
 def test_client_records_are_cached_briefly_and_orm_changes_are_seen_at_once(app: Any, clock: Any) -> None:
     from sqlalchemy import update
 
