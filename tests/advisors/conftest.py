@@ -8,11 +8,28 @@ from typing import Any
 
 import pytest
 
+from tests.accounts.conftest import RecordingSms, demo_records
 from tests.conftest import csrf_from, remember_secret
 from tests.webauthn.authenticator import SoftAuthenticator, from_b64url
 
 ADVISOR_PASSWORD = "conseiller-lampe-orange-2026"
 remember_secret(ADVISOR_PASSWORD)
+
+
+@pytest.fixture
+def sms() -> RecordingSms:
+    """The SMS gateway of the app, recording what it was asked to send (a module's app_config passes it)."""
+    return RecordingSms()
+
+
+@pytest.fixture
+def registry(app: Any) -> Any:
+    """The app with the demo registry (RFI) records imported."""
+    from idp.rfi_adapter.sql import import_records
+
+    with app.app_context():
+        import_records(demo_records())
+    return app
 
 
 @dataclass

@@ -29,11 +29,6 @@ MARIE = by_name(demo_records(), "DUPONT")
 
 
 @pytest.fixture
-def sms() -> RecordingSms:
-    return RecordingSms()
-
-
-@pytest.fixture
 def app_config(sms: RecordingSms) -> dict[str, Any]:
     return {"issuer": ISSUER, "sms": sms}
 

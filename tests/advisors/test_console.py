@@ -22,22 +22,8 @@ SAMIR = by_name(RECORDS, "BENALI")  # has none
 
 
 @pytest.fixture
-def sms() -> RecordingSms:
-    return RecordingSms()
-
-
-@pytest.fixture
 def app_config(sms: RecordingSms) -> dict[str, Any]:
     return {"sms": sms}
-
-
-@pytest.fixture
-def registry(app: Any) -> Any:
-    from idp.rfi_adapter.sql import import_records
-
-    with app.app_context():
-        import_records(demo_records())
-    return app
 
 
 def text(response: Any) -> str:

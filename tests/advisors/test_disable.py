@@ -11,10 +11,8 @@ import pytest
 
 from tests.accounts.conftest import by_name, demo_records
 from tests.advisors.conftest import ADVISOR_PASSWORD, create_link, enrol, json_post, page_csrf, search, sign_in
-from tests.advisors.test_console import events, registry, sms, text
+from tests.advisors.test_console import events, text
 from tests.conftest import csrf_from
-
-__all__ = ["registry", "sms"]  # fixtures, imported for pytest
 
 MARIE = by_name(demo_records(), "DUPONT")
 

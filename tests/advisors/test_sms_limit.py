@@ -11,9 +11,7 @@ import pytest
 from idp.notify.sms import SmsNotSent
 from tests.accounts.conftest import RecordingSms, by_name, demo_records
 from tests.advisors.conftest import act, enrol, sign_in
-from tests.advisors.test_console import dossier_of, events, registry, sms, text
-
-__all__ = ["registry", "sms"]  # fixtures, imported for pytest
+from tests.advisors.test_console import dossier_of, events, text
 
 RECORDS = demo_records()
 WITH_PHONE = [by_name(RECORDS, name) for name in ("DUPONT", "MARTIN", "SANTONI", "DIALLO")]

@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 
 from tests.accounts.conftest import RecordingSms, by_name, demo_records, make_account
-from tests.advisors.conftest import act, advisor, search, supervisor
+from tests.advisors.conftest import act, advisor, registry, search, sms, supervisor
 from tests.oidc.conftest import flow, login, make_person, make_rp, query_of, redeem, token_request
 
 MARIE = by_name(demo_records(), "DUPONT")
-__all__ = ["advisor", "supervisor"]  # fixtures, imported for pytest
+__all__ = ["advisor", "registry", "sms", "supervisor"]  # fixtures, imported for pytest
 
 
 def _set_status(app: Any, account_id: str, status: str) -> bool:
@@ -202,22 +202,9 @@ def _verification_keys(app: Any) -> Any:
 
 # --- the advisors' console ----------------------------------------------------------------------------------
 @pytest.fixture
-def sms() -> RecordingSms:
-    return RecordingSms()
-
-
-@pytest.fixture
 def app_config(sms: RecordingSms) -> dict[str, Any]:
     return {"sms": sms}
 
-
-@pytest.fixture
-def registry(app: Any) -> Any:
-    from idp.rfi_adapter.sql import import_records
-
-    with app.app_context():
-        import_records(demo_records())
-    return app
 
 
 def _dossier(client: Any, nir: str) -> str:
