@@ -32,7 +32,7 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, insert, literal_column, select, text, update
+from sqlalchemy import Table, bindparam, delete, func, insert, literal_column, select, text, update
 
 from idp.clock import timestamp
 from idp.crypto import hash_token, new_token
@@ -592,18 +592,20 @@ def revoke_family(family_id: str) -> None:
     - a rotation in flight: the pass waits for the claimed row's lock, but the successor that rotation
       commits was not in the pass's snapshot. Passes repeat until one finds no unrevoked row left (a revoked
       token can no longer be rotated, so this ends)."""
+    live = (RefreshToken.family_id == family_id, RefreshToken.revoked.is_(False))
     while True:
         if db.engine.dialect.name == "postgresql":
             db.session.execute(_FAMILY_LOCK, {"family_id": family_id})
         # Lock the family's rows in id order: two parallel reuses of one family otherwise update the same rows
-        # in different orders and PostgreSQL kills one of them as a deadlock (a 503).
-        ids = list(db.session.scalars(select(RefreshToken.id)
-                                      .where(RefreshToken.family_id == family_id, RefreshToken.revoked.is_(False))
-                                      .order_by(RefreshToken.id).with_for_update()))
-        if ids:
-            db.session.execute(update(RefreshToken).where(RefreshToken.id.in_(ids)).values(revoked=True))
+        # in different orders and PostgreSQL kills one of them as a deadlock (a 503). Counted, not fetched, and
+        # updated by family, not by a list of ids: a family rotated 65,535 times would exceed the driver's
+        # parameter limit and could never be revoked.
+        locked = db.session.scalar(select(func.count()).select_from(
+            select(RefreshToken.id).where(*live).order_by(RefreshToken.id).with_for_update().subquery()))
+        if locked:
+            db.session.execute(update(RefreshToken).where(*live).values(revoked=True))
         db.session.commit()
-        if not ids:
+        if not locked:
             break
     _revoke_indexed(rkey("at-family", family_id))
 

@@ -231,6 +231,39 @@ def test_a_reuse_during_a_rotation_revokes_the_successor_that_rotation_commits(p
         assert all(r.revoked for r in family), "the successor committed during the reuse is revoked too"
 
 
+@pytest.mark.postgres
+def test_a_family_rotated_past_the_drivers_parameter_limit_is_still_revoked_by_a_reuse(pg_app: Any) -> None:
+    """Attack (review): a stolen refresh token rotated 65,535 times, /token having no rotation cap. The reuse of
+    the victim's rotated token must still revoke the family: the revocation updates it by family, not by a
+    list of ids (psycopg refuses more than 65,535 parameters: it answered 503 and the family survived)."""
+    from sqlalchemy import func, insert, select
+
+    from idp.extensions import db
+    from idp.oidc import tokens
+    from idp.oidc.models import RefreshToken
+
+    person, rp = make_person(pg_app), make_rp(pg_app, "web")
+    client = pg_app.test_client()
+    victims = _tokens(pg_app, client, person, rp)["refresh_token"]
+    attackers = _refresh(client, rp, victims).json["refresh_token"]  # the thief's head of the family
+    with pg_app.app_context():  # the thief's further rotations, as rows
+        row = db.session.scalars(select(RefreshToken).where(
+            RefreshToken.token_hash == tokens.hash_token(victims))).one()
+        db.session.execute(insert(RefreshToken), [
+            {"token_hash": f"{i:064x}", "family_id": row.family_id, "client_id": row.client_id,
+             "account_id": row.account_id, "scope": row.scope, "auth": row.auth, "issued_at": row.issued_at,
+             "expires_at": row.expires_at, "rotated_at": row.issued_at, "revoked": False} for i in range(65_535)])
+        family_id = row.family_id
+        db.session.commit()
+    reuse = _refresh(pg_app.test_client(), rp, victims)
+    assert reuse.status_code == 400 and reuse.json["error"] == "invalid_grant"
+    assert _refresh(pg_app.test_client(), rp, attackers).json["error"] == "invalid_grant"
+    with pg_app.app_context():
+        alive = db.session.scalar(select(func.count()).select_from(RefreshToken).where(
+            RefreshToken.family_id == family_id, RefreshToken.revoked.is_(False)))
+        assert alive == 0
+
+
 def test_client_records_are_cached_briefly_and_orm_changes_are_seen_at_once(app: Any, clock: Any) -> None:
     from sqlalchemy import update
 
