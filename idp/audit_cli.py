@@ -56,4 +56,4 @@ def _instant(value: str, option: str) -> datetime:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         raise click.BadParameter("expected an ISO date such as 2026-01-31", param_hint=option) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)  # UTC: SQLite compares naively

@@ -8,12 +8,14 @@
   inside the retention period is refused.
 
 Both delete in batches, each its own transaction (short locks, bounded WAL per commit, a purge that stops
-half-way leaves a consistent table and is simply run again), and each purge is itself audited.
+half-way leaves a consistent table and is simply run again). Each purge is itself audited, twice: a
+``*.purge_started`` event committed before the first batch (a purge cut short still leaves its trace) and a
+``*.purged`` event with the count at the end. These records of purges are never purged.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import delete, select
@@ -49,14 +51,19 @@ def _purge(table: Any, older: Any, *, batch: int) -> int:
             return removed
 
 
+PURGE_EVENTS = ("tokens.purge_started", "tokens.purged", "audit.purge_started", "audit.purged")  # kept forever
+
+
 def purge_refresh_tokens(*, batch: int = BATCH) -> int:
     """Delete the refresh tokens of every family that expired more than :data:`REFRESH_GRACE` ago; returns
-    how many rows went (audited ``tokens.purged``)."""
+    how many rows went (audited ``tokens.purge_started``, then ``tokens.purged``)."""
     from idp.oidc.models import RefreshToken
 
     table = RefreshToken.__table__
-    removed = _purge(table, table.c.expires_at < clock().now() - REFRESH_GRACE, batch=batch)
-    audit.record("tokens.purged", count=removed)
+    before = clock().now() - REFRESH_GRACE
+    audit.record("tokens.purge_started", before=before.isoformat())
+    removed = _purge(table, table.c.expires_at < before, batch=batch)
+    audit.record("tokens.purged", before=before.isoformat(), count=removed)
     return removed
 
 
@@ -68,11 +75,14 @@ def earliest_audit_purge() -> datetime:
 def purge_audit_events(before: datetime, *, batch: int = BATCH) -> int:
     """Delete the audit events strictly before ``before`` (aware), which must be outside the retention period
     (:class:`WithinRetention` otherwise); returns how many went. The purge itself is audited
-    (``audit.purged``, with the date and the count), after the deletion: that event is never purged by it."""
+    (``audit.purge_started`` before the first batch, ``audit.purged`` with the date and the count after the
+    last); the records of purges are never deleted."""
+    before = before.astimezone(UTC)  # SQLite compares the stored UTC wall-clock times naively
     earliest = earliest_audit_purge()
     if before > earliest:
         raise WithinRetention(earliest)
     table = audit.AuditEvent.__table__
-    removed = _purge(table, table.c.at < before, batch=batch)
+    audit.record("audit.purge_started", before=before.isoformat())
+    removed = _purge(table, (table.c.at < before) & table.c.event.not_in(PURGE_EVENTS), batch=batch)
     audit.record("audit.purged", before=before.isoformat(), count=removed)
     return removed

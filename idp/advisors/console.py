@@ -321,10 +321,19 @@ def action_log(limit: int = 200) -> list[dict[str, str]]:
     """The advisors' latest actions, newest first (supervisors' page)."""
     from idp.extensions import db
 
-    names = [f"advisor.{name}" for name in ACTIONS]
+    names = [f"advisor.{name}" for name in ACTIONS] + ["advisor.refused"]
     rows = db.session.scalars(select(AuditEvent).where(AuditEvent.event.in_(names))
                               .order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(limit))
     emails = {a.id: a.email for a in db.session.scalars(select(Advisor))}
     return [{"at": paris_display(as_utc(e.at)), "advisor": emails.get(str(e.data.get("advisor")), "?"),
-             "action": ACTIONS[e.event.removeprefix("advisor.")][0], "account": (e.account_id or "")[:8],
+             "action": _logged_action(e), "account": (e.account_id or "")[:8],
              "reason": str(e.data.get("reason", ""))} for e in rows]
+
+
+def _logged_action(event: AuditEvent) -> str:
+    """The action's label; an advisor's refused attempt at a supervisor's action says so (the supervisor sees
+    what was asked of them, and by whom)."""
+    if event.event == "advisor.refused":
+        label = ACTIONS.get(str(event.data.get("action")), ("?",))[0]
+        return f"Refusé (réservé aux superviseurs) : {label}"
+    return ACTIONS[event.event.removeprefix("advisor.")][0]

@@ -591,7 +591,10 @@ def revoke_family(family_id: str) -> None:
       here takes it first, so the revocation waits for that commit and then sees the rows;
     - a rotation in flight: the pass waits for the claimed row's lock, but the successor that rotation
       commits was not in the pass's snapshot. Passes repeat until one finds no unrevoked row left (a revoked
-      token can no longer be rotated, so this ends)."""
+      token can no longer be rotated, so this ends).
+
+    SQLite (the embedded default, refused in production) has no advisory lock: there a code replayed in
+    that window still leaves the new family alive."""
     live = (RefreshToken.family_id == family_id, RefreshToken.revoked.is_(False))
     while True:
         if db.engine.dialect.name == "postgresql":

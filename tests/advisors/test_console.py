@@ -309,6 +309,8 @@ def test_disable_ends_the_sessions_and_refuses_the_password_until_a_supervisor_e
     boss, _boss_staff = supervisor
     supervised = dossier_of(boss, MARIE["nir"])
     assert "Réactiver le compte" in text(boss.get(supervised))
+    journal = text(boss.get("/conseiller/journal"))
+    assert "Refusé (réservé aux superviseurs) : Réactiver le compte" in journal and staff.email in journal
     assert act(boss, supervised, "enable", reason="identité vérifiée en agence").status_code == 303
     with registry.app_context():
         assert service.authenticate(MARIE["nir"], PASSWORD) is not None

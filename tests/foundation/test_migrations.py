@@ -124,3 +124,36 @@ def test_refresh_tokens_rotate_past_the_int4_maximum(pg_app):
     with pg_app.app_context():
         ids = list(db.session.execute(text("SELECT id FROM oidc_refresh_tokens ORDER BY id")).scalars())
     assert ids == [INT4_MAX + 1, INT4_MAX + 2]
+
+
+@pytest.mark.postgres
+def test_the_expires_at_index_left_invalid_by_a_cancelled_concurrent_build_is_rebuilt(clock):
+    """Migration 0008 builds its index CONCURRENTLY; a build cancelled (here by a statement timeout while an old
+    snapshot holds it back) leaves an INVALID index of that name, which IF NOT EXISTS alone would keep for
+    ever (the purge then reads the whole table). The migration drops it and builds a valid one."""
+    from sqlalchemy import create_engine, text
+
+    valid_sql = text("SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                     "WHERE c.relname = 'ix_oidc_refresh_tokens_expires_at'")
+    with temporary_postgres_database(f"idp_mig_{uuid.uuid4().hex[:10]}") as url:
+        app = create_app(base_config(clock, None, database_url=url, redis_url="memory://"))
+        with app.app_context():
+            upgrade(directory=MIGRATIONS, revision="0007")
+            db.engine.dispose()
+        engine = create_engine(url, isolation_level="AUTOCOMMIT")
+        with engine.connect() as blocker, engine.connect() as builder:
+            blocker.exec_driver_sql("BEGIN ISOLATION LEVEL REPEATABLE READ")
+            blocker.exec_driver_sql("SELECT count(*) FROM accounts")  # an old snapshot: the build waits for it
+            builder.exec_driver_sql("SET statement_timeout = '1s'")
+            with pytest.raises(Exception, match="statement timeout"):
+                builder.exec_driver_sql("CREATE INDEX CONCURRENTLY ix_oidc_refresh_tokens_expires_at "
+                                        "ON oidc_refresh_tokens (expires_at)")
+            blocker.exec_driver_sql("ROLLBACK")
+            assert builder.execute(valid_sql).scalar() is False
+        engine.dispose()
+        with app.app_context():
+            upgrade(directory=MIGRATIONS)
+            assert db.session.execute(valid_sql).scalar() is True
+            assert db.session.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0008"
+            db.session.rollback()
+            db.engine.dispose()

@@ -65,6 +65,7 @@ def test_the_refresh_token_purge_deletes_families_a_day_past_their_expiry_and_ke
         assert retention.purge_refresh_tokens(batch=1) == 2  # one row per batch: the loop runs to the end
     assert _refresh_rows(any_app) == 2
     assert [e.data["count"] for e in _events(any_app, "tokens.purged")] == [0, 2]
+    assert len(_events(any_app, "tokens.purge_started")) == 2
     refreshed = token_request(any_app.test_client(), rp, {"grant_type": "refresh_token", "refresh_token": live})
     assert refreshed.status_code == 200, "the live family still refreshes"
 
@@ -87,7 +88,12 @@ def test_the_audit_purge_keeps_the_retention_period_refuses_a_date_inside_it_and
 
     _add_events(any_app, 800, 400, 366, 364, 10)
     with any_app.app_context():
+        from idp.audit import AuditEvent
+        from idp.extensions import db
+
         now = app_clock().now()
+        db.session.add(AuditEvent(at=now - timedelta(days=700), event="audit.purged", data={"count": 1}))
+        db.session.commit()  # the record of an old purge: kept for ever
         with pytest.raises(retention.WithinRetention):
             retention.purge_audit_events(now - timedelta(days=300))
         assert retention.purge_audit_events(now - timedelta(days=365), batch=2) == 3
@@ -95,7 +101,8 @@ def test_the_audit_purge_keeps_the_retention_period_refuses_a_date_inside_it_and
     kept = {e.event for e in _events(any_app, "probe.364") + _events(any_app, "probe.10")}
     assert kept == {"probe.364", "probe.10"} and not _events(any_app, "probe.400")
     purges = _events(any_app, "audit.purged")
-    assert [p.data["count"] for p in purges] == [3, 0], "each purge is audited, and a purge never removes its own event"
+    assert [p.data["count"] for p in purges] == [1, 3, 0], "each purge is audited, and purges are never purged"
+    assert len(_events(any_app, "audit.purge_started")) == 2, "a purge cut short would still leave its trace"
 
 
 def _cli(app: Any, monkeypatch: Any, *args: str) -> Any:
@@ -127,8 +134,14 @@ def test_the_purge_commands_delete_what_expired_and_refuse_a_date_inside_the_ret
     assert refused.exit_code == 2 and "audit events are kept 365 days" in refused.output
     assert _events(app, "probe.old")
     assert _cli(app, monkeypatch, "audit", "purge", "--before", "hier").exit_code == 2
+    with app.app_context():  # 12:00 UTC on 31 December: after 2021-01-01T00:00+14:00 (10:00 UTC that day)
+        db.session.add(AuditEvent(at=datetime(2020, 12, 31, 12, tzinfo=UTC), event="probe.new-year", data={}))
+        db.session.commit()
+    offset = _cli(app, monkeypatch, "audit", "purge", "--before", "2021-01-01T00:00:00+14:00", "--json")
+    assert offset.exit_code == 0 and json.loads(offset.output)["deleted"] == 1, "the offset is read as UTC"
+    assert _events(app, "probe.new-year") and not _events(app, "probe.old")
     purged = _cli(app, monkeypatch, "audit", "purge", "--before", "2021-01-01", "--json")
     assert purged.exit_code == 0 and json.loads(purged.output) == {"deleted": 1, "before": "2021-01-01"}
     tokens = _cli(app, monkeypatch, "tokens", "purge", "--json")
     assert tokens.exit_code == 0 and json.loads(tokens.output) == {"deleted": 1}
-    assert _refresh_rows(app) == 0 and not _events(app, "probe.old")
+    assert _refresh_rows(app) == 0 and not _events(app, "probe.old") and not _events(app, "probe.new-year")
