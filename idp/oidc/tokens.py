@@ -624,9 +624,12 @@ def revoke_on_event(account_id: str, **_: object) -> None:
 def revoke_all_for_account(account_id: str) -> int:
     """Revoke every refresh-token family of an account and every access token issued to it (password
     change or reset, advisor reset); returns how many refresh tokens were revoked."""
-    result = db.session.execute(update(RefreshToken)
-                                .where(RefreshToken.account_id == account_id, RefreshToken.revoked.is_(False))
-                                .values(revoked=True))
+    live = (RefreshToken.account_id == account_id, RefreshToken.revoked.is_(False))
+    # Rows locked in id order first, as revoke_family locks a family's: the two otherwise lock the same rows in
+    # different orders and PostgreSQL kills one of them as a deadlock (a 503 to the password change).
+    db.session.scalar(select(func.count()).select_from(
+        select(RefreshToken.id).where(*live).order_by(RefreshToken.id).with_for_update().subquery()))
+    result = db.session.execute(update(RefreshToken).where(*live).values(revoked=True))
     db.session.commit()
     _revoke_indexed(rkey("at-account", account_id))
     return int(getattr(result, "rowcount", 0) or 0)
