@@ -226,6 +226,10 @@ class IdpRefreshTokenGrant(grants.RefreshTokenGrant):
             successor = tokens.new_opaque_token()  # inserted with the claim, issued by _refresh_token_value
         claimed = tokens.claim_refresh_token(refresh_token, client.client_id, successor=successor, scope=requested)
         if claimed is None:
+            # A claim that waited for a parallel use's commit keeps the row lock it then took, though it
+            # claimed nothing: released before the revocation, which takes the family's advisory lock (a
+            # revoker holding that lock and waiting for this row would otherwise deadlock with this one).
+            db.session.rollback()
             family_id = tokens.reused_family(refresh_token, client.client_id)
             if family_id is not None:  # rotated before: stolen or replayed
                 log.warning("refresh token reuse: family revoked", extra={"client_id": client.client_id})

@@ -3,6 +3,7 @@ introspection (RFC 7662) and client authentication methods."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -229,6 +230,59 @@ def test_a_reuse_during_a_rotation_revokes_the_successor_that_rotation_commits(p
         family = db.session.scalars(select(RefreshToken).where(RefreshToken.family_id == claimed.family_id)).all()
         assert len(family) == 3
         assert all(r.revoked for r in family), "the successor committed during the reuse is revoked too"
+
+
+@pytest.mark.postgres
+def test_parallel_reuses_of_a_rotated_token_revoke_the_family_without_a_deadlock(pg_app: Any,
+                                                                               monkeypatch: Any) -> None:
+    """Found by the load test in CI (a 503 among the refresh races): a use that waited for the winning rotation
+    keeps a row lock on the token though its claim failed; if it then waited for the family's advisory lock
+    while another loser held that lock and waited for the row, PostgreSQL killed one of them as a deadlock.
+    Interleaved here: X's claim waits for the winner, Y comes after the winner's commit and starts revoking
+    the family, then X goes on to revoke it too. Both are invalid_grant, the family is revoked."""
+    import threading
+
+    from sqlalchemy import select
+
+    from idp.extensions import db
+    from idp.oidc import tokens
+    from idp.oidc.models import RefreshToken
+
+    client = pg_app.test_client()
+    person, rp = make_person(pg_app), make_rp(pg_app, "web")
+    token = _tokens(pg_app, client, person, rp)["refresh_token"]
+    answers: dict[str, Any] = {}
+    y_revoking = threading.Event()
+    real = tokens.reused_family
+
+    def reused_family(value: str, client_id: str) -> Any:
+        if threading.current_thread().name == "X":
+            y_revoking.wait(5)  # X holds what its claim locked while Y revokes
+        return real(value, client_id)
+
+    def use(name: str) -> None:
+        answers[name] = _refresh(pg_app.test_client(), rp, token)
+
+    monkeypatch.setattr(tokens, "reused_family", reused_family)
+    x = threading.Thread(target=use, args=("X",), name="X")
+    with pg_app.app_context():
+        winner = tokens.claim_refresh_token(token, rp.client_id, successor="successor-value-9012", scope=None)
+        assert winner is not None
+        x.start()
+        x.join(0.5)  # X's claim waits for the winner's row lock
+        db.session.commit()
+    time.sleep(0.3)  # X's claim failed after the commit; X now waits in reused_family
+    y = threading.Thread(target=use, args=("Y",), name="Y")
+    y.start()
+    y.join(0.5)  # Y's revocation runs (and, before the fix, waited for X's row)
+    y_revoking.set()
+    x.join(15)
+    y.join(15)
+    assert {name: answer.status_code for name, answer in answers.items()} == {"X": 400, "Y": 400}, \
+        {name: answer.get_data(as_text=True)[:100] for name, answer in answers.items()}
+    with pg_app.app_context():
+        family = db.session.scalars(select(RefreshToken).where(RefreshToken.family_id == winner.family_id)).all()
+        assert len(family) == 2 and all(r.revoked for r in family)
 
 
 @pytest.mark.postgres
