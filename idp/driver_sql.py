@@ -4,10 +4,9 @@ Through SQLAlchemy, one statement of a hot path (the refresh rotation, the code 
 userinfo account read) pays more than its round trip: the Session's connection and transaction bookkeeping, the
 execution context, the result machinery, the pool's events (measured in-process: an autocommit account read
 costs 231 µs through the Session, 171 µs through an engine connection, 80-93 µs on the driver's cursor of a pooled
-connection). These helpers
-keep the statement's one definition (a Core or ``text()`` construct, compiled once per dialect) and
-run it with psycopg, which prepares it server-side after a few executions (``prepare_threshold``); any other
-dialect (SQLite, the embedded default) runs it through SQLAlchemy as before.
+connection). These helpers keep the statement's one definition (a Core or ``text()`` construct, compiled once
+per dialect) and run it with psycopg, which prepares it server-side after a few executions
+(``prepare_threshold``); any other dialect (SQLite, the embedded default) runs it through SQLAlchemy as before.
 
 Only for statements whose parameters and result columns need no conversion by SQLAlchemy: strings,
 numbers, booleans, timezone-aware datetimes, and JSON columns *read* (psycopg decodes them); a statement

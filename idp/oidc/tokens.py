@@ -599,12 +599,9 @@ def revoke_family(family_id: str) -> None:
     while True:
         if db.engine.dialect.name == "postgresql":
             db.session.execute(_FAMILY_LOCK, {"family_id": family_id})
-        # Lock the family's rows in id order: two parallel reuses of one family otherwise update the same rows
-        # in different orders and PostgreSQL kills one of them as a deadlock (a 503). Counted, not fetched, and
-        # updated by family, not by a list of ids: a family rotated 65,535 times would exceed the driver's
+        # Updated by family, not by a list of ids: a family rotated 65,535 times would exceed the driver's
         # parameter limit and could never be revoked.
-        locked = db.session.scalar(select(func.count()).select_from(
-            select(RefreshToken.id).where(*live).order_by(RefreshToken.id).with_for_update().subquery()))
+        locked = _lock_in_id_order(*live)
         if locked:
             db.session.execute(update(RefreshToken).where(*live).values(revoked=True))
         db.session.commit()
@@ -616,6 +613,15 @@ def revoke_family(family_id: str) -> None:
 _FAMILY_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:family_id, 0))")
 
 
+def _lock_in_id_order(*where: Any) -> int:
+    """Lock the refresh-token rows matching ``where`` in id order, and count them (nothing fetched). Every
+    revocation locks this way before it updates: two of them on the same rows (parallel reuses of a family, a
+    reuse during a password change) otherwise lock in different orders and PostgreSQL kills one of them as a
+    deadlock (a 503)."""
+    return int(db.session.scalar(select(func.count()).select_from(
+        select(RefreshToken.id).where(*where).order_by(RefreshToken.id).with_for_update().subquery())) or 0)
+
+
 def revoke_on_event(account_id: str, **_: object) -> None:
     """Lifecycle receiver (password changed, account reset): see :func:`revoke_all_for_account`."""
     revoke_all_for_account(account_id)
@@ -625,10 +631,7 @@ def revoke_all_for_account(account_id: str) -> int:
     """Revoke every refresh-token family of an account and every access token issued to it (password
     change or reset, advisor reset); returns how many refresh tokens were revoked."""
     live = (RefreshToken.account_id == account_id, RefreshToken.revoked.is_(False))
-    # Rows locked in id order first, as revoke_family locks a family's: the two otherwise lock the same rows in
-    # different orders and PostgreSQL kills one of them as a deadlock (a 503 to the password change).
-    db.session.scalar(select(func.count()).select_from(
-        select(RefreshToken.id).where(*live).order_by(RefreshToken.id).with_for_update().subquery()))
+    _lock_in_id_order(*live)
     result = db.session.execute(update(RefreshToken).where(*live).values(revoked=True))
     db.session.commit()
     _revoke_indexed(rkey("at-account", account_id))
